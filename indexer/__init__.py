@@ -1,0 +1,1 @@
+"""Semsearch offline indexer: model export and catalog ingestion."""
