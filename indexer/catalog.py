@@ -199,13 +199,19 @@ def _decode(data: bytes) -> str:
 
 
 def _jsonl_record(data: bytes | None) -> dict[str, Any]:
-    try:
-        obj = json.loads(_decode(data or b""))
-    except ValueError as err:  # JSONDecodeError, or an integer too long to convert
-        raise _Bad(f"invalid JSON: {err}") from None
+    obj = _json(_decode(data or b"").rstrip("\r\n"), "")
     if not isinstance(obj, dict):
         raise _Bad(f"not a JSON object, got {_kind(obj)}")
     return obj
+
+
+def _json(text: str, prefix: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise _Bad(f"{prefix}invalid JSON: {err.msg} at column {err.colno}") from None
+    except ValueError as err:  # an integer with too many digits to convert
+        raise _Bad(f"{prefix}invalid JSON: {err}") from None
 
 
 def _csv_header(name: str, record: tuple[int, bytes | None] | None, delimiter: str) -> list[str]:
@@ -256,10 +262,7 @@ def _csv_record(header: list[str], delimiter: str, data: bytes | None) -> dict[s
         record["in_stock"] = _CSV_BOOLS[stock.lower()]
     attrs = row.get("attrs", "").strip()
     if attrs:
-        try:
-            record["attrs"] = json.loads(attrs)
-        except ValueError as err:
-            raise _Bad(f"attrs: invalid JSON: {err}") from None
+        record["attrs"] = _json(attrs, "attrs: ")
     return record
 
 
@@ -267,8 +270,7 @@ def _csv_split(lines: Iterable[tuple[int, bytes]], delimiter: bytes) -> Iterator
     """Group physical lines into records ``(first line, bytes)``; a quoted field may span lines.
 
     A record whose quoted field is still open at end of file comes as ``(first line, None)``.
-
-    Splitting bytes is safe before decoding: UTF-8 continuation bytes never equal ``"``, ``,`` or tab.
+    Splitting bytes before decoding is safe: every byte of a multi-byte UTF-8 character is >= 0x80.
     """
     parts: list[bytes] = []
     start = 0

@@ -28,7 +28,6 @@ import tempfile
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Callable, Iterator
 
 from search.errors import SnapshotError
@@ -36,9 +35,8 @@ from search.model_card import sha256_file
 from search.snapshot_dir import (
     CURRENT,
     MANIFEST,
-    current_path,
+    current_version,
     list_versions,
-    parse_snapshot_name,
     read_manifest,
     snapshot_name,
     snapshots_dir,
@@ -94,9 +92,7 @@ class SnapshotLock:
         _held.add(self.index_dir.resolve())
         return self
 
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         if self._fd is not None:
             _held.discard(self.index_dir.resolve())
             os.close(self._fd)  # closing the only descriptor releases the flock
@@ -152,18 +148,17 @@ def staging(index_dir: Path) -> Iterator[Path]:
             shutil.rmtree(work, ignore_errors=True)
 
 
-def _current_version(index_dir: Path) -> int | None:
-    current = current_path(index_dir)
-    return None if current is None else parse_snapshot_name(current.name)
+def _write_synced(path: Path, text: str) -> None:
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
 
 
 def _swap_current(index_dir: Path, version: int) -> None:
     """Point CURRENT at ``version`` atomically: write a temp file, fsync, replace, fsync dir."""
     tmp = index_dir / CURRENT_TMP
-    with open(tmp, "w", encoding="utf-8") as handle:
-        handle.write(snapshot_name(version) + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
+    _write_synced(tmp, snapshot_name(version) + "\n")
     os.replace(tmp, index_dir / CURRENT)
     _fsync_path(index_dir)
 
@@ -206,10 +201,14 @@ def publish(
         raise ValueError(f"keep must be >= 1, got {keep}")
     if index_dir.resolve() not in _held:
         raise SnapshotError(f"publish to {index_dir} must run inside staging({index_dir})")
-    if staging_dir.parent.resolve() != index_dir.resolve() or not staging_dir.name.startswith(STAGING_PREFIX):
-        raise SnapshotError(f"{staging_dir} is not a staging directory of {index_dir}")
+    if (
+        staging_dir.parent.resolve() != index_dir.resolve()
+        or not staging_dir.name.startswith(STAGING_PREFIX)
+        or not staging_dir.is_dir()
+    ):
+        raise SnapshotError(f"{staging_dir} is not a staging directory of {index_dir} (published already?)")
 
-    parent = _current_version(index_dir)
+    parent = current_version(index_dir)
     versions = list_versions(index_dir)
     # Past every directory on disk, orphans included, so no name is reused.
     version = (versions[-1] if versions else 0) + 1
@@ -220,12 +219,7 @@ def publish(
         "created": clock().astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
         "files": _staged_files(staging_dir),
     }
-    manifest_path = staging_dir / MANIFEST
-    with open(manifest_path, "w", encoding="utf-8") as handle:
-        json.dump(record, handle, indent=2, sort_keys=True)
-        handle.write("\n")
-        handle.flush()
-        os.fsync(handle.fileno())
+    _write_synced(staging_dir / MANIFEST, json.dumps(record, indent=2, sort_keys=True) + "\n")
     _fsync_path(staging_dir)
 
     root = snapshots_dir(index_dir)
@@ -265,7 +259,7 @@ def prune(index_dir: Path, *, keep: int = 5) -> list[int]:
         raise ValueError(f"keep must be >= 1, got {keep}")
     index_dir = Path(index_dir)
     with SnapshotLock(index_dir):
-        return _prune(index_dir, keep=keep, current=_current_version(index_dir))
+        return _prune(index_dir, keep=keep, current=current_version(index_dir))
 
 
 def set_current(index_dir: Path, version: int) -> None:

@@ -11,7 +11,10 @@ Threads: a ``VectorIndex`` is read-only after construction and every per-call
 setting (selector, efSearch) travels in per-call search parameters, so several
 threads may search one index at once. FAISS releases the GIL while it searches
 and parallelizes a batch of queries with OpenMP; this module never changes the
-OpenMP thread count (process-wide state), which is the entry point's call.
+OpenMP thread count (process-wide state), which is the entry point's call:
+when many threads search at once, one OpenMP thread each avoids oversubscribing
+the cores (on 2 cores, one 44k x 384 exact query took 16 ms with 2 OpenMP
+threads against 2.4 ms with 1).
 """
 
 from __future__ import annotations
@@ -31,11 +34,15 @@ EXACT_BELOW = 20_000
 HNSW_M = 32
 HNSW_EF_CONSTRUCTION = 200
 HNSW_EF_SEARCH = 64
-# An HNSW search under a selective filter walks many rejected nodes and can
-# come back short; an exact scan of the allowed rows is both cheaper and right
-# when they are few. Exact when allowed rows <= max(ROWS, FRACTION * ntotal).
+# An HNSW walk under a selective filter loses recall (it steps through
+# rejected nodes) and can come back short; an exact scan of the allowed rows
+# is right and, when they are few, as cheap. Exact when allowed rows <=
+# max(ROWS, FRACTION * ntotal). Measured on 44k x 384 clustered vectors,
+# random allowed sets, k=10, efSearch=64, one query: filtered HNSW ~0.23 ms
+# at any selectivity with recall@10 0.49 / 0.80 / 0.99 at 2% / 5% / 10%
+# allowed; the exact scan 0.11 / 0.19 / 0.35-0.6 ms there.
 EXACT_FILTER_ROWS = 2_000
-EXACT_FILTER_FRACTION = 0.02
+EXACT_FILTER_FRACTION = 0.10
 _NORM_TOLERANCE = 1e-3
 
 
@@ -209,7 +216,7 @@ class VectorIndex:
             bitmap, n_allowed = self._bitmap(allowed)
             # IDSelectorBitmap holds a raw pointer into `bitmap`; the local
             # keeps the array alive until the search below returns.
-            selector = faiss.IDSelectorBitmap(self.ntotal, faiss.swig_ptr(bitmap))
+            selector = faiss.IDSelectorBitmap(len(bitmap), faiss.swig_ptr(bitmap))
         if len(matrix) == 0 or n_allowed == 0:
             return scores, ids
         if self._spec.kind == "flat" or n_allowed <= self._exact_filter_rows:
@@ -230,6 +237,19 @@ class VectorIndex:
         scores[ids < 0] = -np.inf
         return scores, ids
 
+    def search_exact(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Exact top ``k`` (brute force over the stored vectors), whatever the index kind."""
+        matrix = _as_matrix(queries, "queries")
+        k = min(int(k), max(self.ntotal, 1))
+        scores = np.full((len(matrix), k), -np.inf, dtype=np.float32)
+        ids = np.full((len(matrix), k), -1, dtype=np.int64)
+        self._search_exact(matrix, k, None, scores, ids)
+        return scores, ids
+
+    def reconstruct(self, rows: np.ndarray) -> np.ndarray:
+        """The stored vectors of ``rows``, (len(rows), d) float32."""
+        return np.stack([self._exact.reconstruct(int(r)) for r in rows]) if len(rows) else np.empty((0, self.dimension), np.float32)
+
     def _search_exact(
         self, matrix: np.ndarray, k: int, selector: faiss.IDSelector | None, scores: np.ndarray, ids: np.ndarray
     ) -> None:
@@ -245,5 +265,7 @@ class VectorIndex:
             if rows.min() < 0 or rows.max() >= self.ntotal:
                 raise InvalidArgument(f"allowed: row ids must be in [0, {self.ntotal}), got {rows.min()}..{rows.max()}")
             mask[rows] = True
-        # Bit i of the selector is byte i >> 3, bit i & 7 (little bit order).
+        # A bitmap, not IDSelectorBatch: built in ~30 us vs ~1.5 ms for 40k of
+        # 44k rows, and a cheaper membership test. Id i is bit i & 7 of byte
+        # i >> 3 (little bit order).
         return np.packbits(mask, bitorder="little"), int(np.count_nonzero(mask))

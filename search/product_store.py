@@ -8,11 +8,11 @@ Filter columns are stored pre-normalized so every filter is an indexed SQL
 predicate with the exact semantics of ``search.filters.Filters``:
 
 - ``category_key``: the category path split, stripped and case-folded like
-  ``split_category``, joined with ``" > "``. A prefix filter ``p`` matches
-  ``category_key = p`` or keys in the byte range ``[p + " > ", p + " >!")``,
-  which are exactly the keys starting with ``p + " > "`` (``"!"`` is the byte
-  after the space). A range keeps the category index usable and, unlike LIKE,
-  has no wildcards to escape and no ASCII-only case folding.
+  ``split_category``, joined with ``" > "``. A prefix filter ``p`` is one
+  index range scan over ``[p, p + " >!")`` keeping ``p`` itself and the keys
+  from ``p + " > "`` on: exactly the keys whose leading segments are ``p``
+  (``"!"`` is the byte after the space). Unlike LIKE, a range has no
+  wildcards to escape and no ASCII-only case folding.
 - ``brand_key``: the brand stripped and case-folded, like ``Filters.brand_keys``.
 """
 
@@ -39,6 +39,9 @@ SCHEMA_VERSION = "1"
 CACHE_ENTRIES = 256
 CACHE_BYTES = 32 * 1024 * 1024
 
+# Each index leads with one filter column and carries the others (and row_id,
+# implicitly), so whichever the planner picks answers a filter without
+# touching the wide table rows.
 _SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE products (
@@ -54,9 +57,10 @@ CREATE TABLE products (
     category_key TEXT NOT NULL,
     brand_key TEXT NOT NULL
 );
-CREATE INDEX products_category_key ON products (category_key);
-CREATE INDEX products_brand_key ON products (brand_key);
-CREATE INDEX products_price ON products (price);
+CREATE INDEX products_by_category ON products (category_key, brand_key, price, in_stock);
+CREATE INDEX products_by_brand ON products (brand_key, category_key, price, in_stock);
+CREATE INDEX products_by_price ON products (price, category_key, brand_key, in_stock);
+CREATE INDEX products_by_stock ON products (in_stock, category_key, brand_key, price);
 """
 _COLUMNS = "row_id, product_id, title, description, category, brand, price, in_stock, attrs"
 
@@ -97,14 +101,20 @@ def write_product_store(path: Path, products: Iterable[Product]) -> int:
     """Create a new store at ``path`` holding ``products`` in order (row id = position).
 
     Returns the number of products; the file is fsynced before returning.
+    ``attrs`` are stored as JSON, so they read back as JSON types (lists for
+    tuples, string keys).
     Raises FileExistsError when ``path`` exists, InvalidArgument for a duplicate
     product id, a non-finite price or attrs that JSON can't hold. A failed write
     leaves no file behind.
     """
     path = Path(path)
-    if path.exists():
-        raise FileExistsError(f"product store {path} already exists")
-    conn = sqlite3.connect(path, isolation_level=None)
+    # O_EXCL claims the path atomically; SQLite takes an empty file as a new database.
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+    try:
+        conn = sqlite3.connect(path, isolation_level=None)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
     try:
         # The file is built once and published by the snapshot writer; no
         # rollback journal is needed because a failed build is deleted.
@@ -117,8 +127,8 @@ def write_product_store(path: Path, products: Iterable[Product]) -> int:
                 "INSERT INTO products VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (_row(i, p) for i, p in enumerate(products)),
             )
-        except sqlite3.IntegrityError as err:
-            raise InvalidArgument(f"product store {path}: duplicate product id ({err})") from err
+        except sqlite3.IntegrityError as err:  # a repeated product id, or a None field
+            raise InvalidArgument(f"product store {path}: a product was rejected: {err}") from err
         (count,) = conn.execute("SELECT count(*) FROM products").fetchone()
         conn.executemany(
             "INSERT INTO meta VALUES (?, ?)", [("schema_version", SCHEMA_VERSION), ("count", str(count))]
@@ -267,8 +277,9 @@ class ProductStore:
             rows = np.arange(self._count, dtype=np.int64)
         else:
             where, params = _where(filters)
-            result = self._query(f"SELECT row_id FROM products WHERE {where} ORDER BY row_id", params)
-            rows = np.fromiter((r[0] for r in result), dtype=np.int64, count=len(result))
+            result = self._query(f"SELECT row_id FROM products WHERE {where}", params)
+            # Index order is not row order; numpy sorts faster than SQL's temp B-tree.
+            rows = np.sort(np.fromiter((r[0] for r in result), dtype=np.int64, count=len(result)))
         rows.flags.writeable = False
         self._remember(filters, rows)
         return rows
@@ -297,8 +308,11 @@ def _where(filters: Filters) -> tuple[str, list[object]]:
         clauses.append("category_key >= ? AND category_key < ? AND (category_key = ? OR category_key >= ?)")
         params += [prefix, prefix + " >!", prefix, prefix + " > "]
     if filters.brands:
-        clauses.append("brand_key IN (SELECT value FROM json_each(?))")
-        params.append(json.dumps(sorted(filters.brand_keys), ensure_ascii=False))
+        # Placeholders rather than json_each: the planner then sees how few
+        # brands there are and prefers the brand index over a wide category.
+        keys = sorted(filters.brand_keys)
+        clauses.append(f"brand_key IN ({', '.join('?' * len(keys))})")
+        params += keys
     if filters.price_min is not None:
         clauses.append("price >= ?")  # NULL >= x is NULL: unpriced rows never match
         params.append(float(filters.price_min))

@@ -80,6 +80,12 @@ def current_path(index_dir: Path) -> Path | None:
     return snapshot
 
 
+def current_version(index_dir: Path) -> int | None:
+    """The live snapshot's version, or None; raises as ``current_path`` does."""
+    current = current_path(index_dir)
+    return None if current is None else parse_snapshot_name(current.name)
+
+
 def list_versions(index_dir: Path) -> list[int]:
     """Versions of the snapshot directories under ``snapshots/``, ascending.
 

@@ -250,7 +250,7 @@ def test_write_refuses_an_existing_path(tmp_path: Path) -> None:
 )
 def test_write_rejects_bad_products_and_leaves_no_file(tmp_path: Path, bad: list[Product]) -> None:
     path = tmp_path / "p.sqlite"
-    with pytest.raises(InvalidArgument, match="'a'|duplicate"):
+    with pytest.raises(InvalidArgument, match=r"'a'|UNIQUE constraint failed: products\.product_id"):
         write_product_store(path, bad)
     assert not path.exists()
 

@@ -20,6 +20,7 @@ from search.snapshot_dir import (
     CURRENT,
     MANIFEST,
     current_path,
+    current_version,
     list_versions,
     read_manifest,
     snapshot_name,
@@ -75,9 +76,14 @@ def test_versions_increase_and_name_their_parent(tmp_path: Path) -> None:
     assert list_versions(tmp_path) == [1, 2, 3]
     assert [read_manifest(tmp_path / "snapshots" / snapshot_name(v))["parent"] for v in (1, 2, 3)] == [None, 1, 2]
     assert current_path(tmp_path) == tmp_path / "snapshots" / "v000003"
+    assert current_version(tmp_path) == 3
 
 
-@pytest.mark.parametrize(("keep", "published", "left"), [(1, 3, [3]), (2, 5, [4, 5]), (5, 3, [1, 2, 3])])
+@pytest.mark.parametrize(
+    ("keep", "published", "left"),
+    [(1, 3, [3]), (2, 5, [4, 5]), (5, 3, [1, 2, 3])],
+    ids=["keep-1", "keep-2", "keep-more-than-published"],
+)
 def test_pruning_keeps_the_newest(tmp_path: Path, keep: int, published: int, left: list[int]) -> None:
     for i in range(published):
         _publish(tmp_path, {"data.bin": bytes([i])}, keep=keep)
@@ -184,7 +190,7 @@ def test_missing_manifest_raises(tmp_path: Path) -> None:
 
 
 def test_current_path_states(tmp_path: Path) -> None:
-    assert current_path(tmp_path) is None
+    assert current_path(tmp_path) is None and current_version(tmp_path) is None
     (tmp_path / CURRENT).write_text("garbage\n")
     with pytest.raises(SnapshotError, match="does not name a snapshot"):
         current_path(tmp_path)
