@@ -39,7 +39,7 @@ from search.model_card import (
     sha256_file,
     write_card,
 )
-from search.errors import ModelLoadError
+from search.errors import ModelLoadError, SemsearchError
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ PARITY_MIN_FLOOR = 0.97
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
-class ExportError(Exception):
+class ExportError(SemsearchError):
     """The export failed; the message says why (and gives parity figures)."""
 
 

@@ -1,0 +1,236 @@
+"""Catalog changes -> a new published snapshot: ingest, upsert, delete, rebuild.
+
+Every change builds a complete snapshot in a staging folder and publishes it
+atomically (indexer/snapshots.py). Product vectors are kept by the hash of
+the text they embed and the model fingerprint (indexer/vector_cache.py), so
+unchanged products are never encoded again and vectors of another model are
+never mixed in: after a model change every product is re-encoded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence, TextIO
+
+import numpy as np
+
+from indexer.catalog import BadRow, Limits, read_catalog
+from indexer.config import IndexerSettings
+from indexer.progress import Progress
+from indexer.snapshots import publish, staging
+from indexer.text import compose_text
+from indexer.vector_cache import VectorCache, text_key
+from search.config import Paths
+from search.encoder import Encoder, OnnxEncoder
+from search.errors import InvalidArgument
+from search.index import IndexSpec, build_index, choose_spec, write_index
+from search.model_card import ModelCard, load_card
+from search.product import Product
+from search.product_store import write_product_store
+from search.snapshot import INDEX_FILE, STORE_FILE, open_current
+from search.snapshot_dir import current_path
+
+log = logging.getLogger(__name__)
+
+VECTOR_CACHE = "vectors.sqlite"
+ENCODE_CHUNK = 1024  # vectors are stored after each chunk, so a crash keeps finished work
+
+
+@dataclass
+class ChangeReport:
+    """What one command did. ``version`` is None when nothing changed."""
+
+    operation: str
+    products: int
+    version: int | None = None
+    encoded: int = 0
+    reused: int = 0
+    bad_rows: int = 0
+    rows: int = 0
+    not_found: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    encode_seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        head = (
+            f"{self.operation}: snapshot v{self.version} published"
+            if self.version is not None
+            else f"{self.operation}: no change, current snapshot kept"
+        )
+        rate = self.products / self.seconds if self.seconds > 0 else 0.0
+        return (
+            f"{head}; {self.products} products, {self.encoded} encoded, {self.reused} reused, "
+            f"{self.bad_rows} bad rows; {self.seconds:.1f}s ({rate:.0f} products/s)"
+        )
+
+
+def _catalog_hash(products: Sequence[Product], texts: Sequence[str], fingerprint: str, spec: IndexSpec) -> str:
+    """Identifies a snapshot's content: same hash, same snapshot."""
+    digest = hashlib.sha256(json.dumps([fingerprint, spec.to_dict()], sort_keys=True).encode())
+    for product, text in zip(products, texts):
+        record = [product.id, product.title, product.description, product.category, product.brand,
+                  product.price, product.in_stock, dict(product.attrs), text]
+        digest.update(json.dumps(record, sort_keys=True, ensure_ascii=False).encode())
+        digest.update(b"\n")
+    return digest.hexdigest()
+
+
+class Indexer:
+    """Applies catalog changes to the index directory ``paths.index_dir``."""
+
+    def __init__(
+        self,
+        paths: Paths,
+        settings: IndexerSettings,
+        *,
+        encoder_factory: Callable[[ModelCard], Encoder] | None = None,
+        stderr: TextIO | None = None,
+    ) -> None:
+        self.paths = paths
+        self.settings = settings
+        self.stderr = stderr if stderr is not None else sys.stderr
+        self._encoder_factory = encoder_factory or (
+            lambda card: OnnxEncoder(card.path, threads=settings.encoder_threads, batch_size=settings.encode_batch_size)
+        )
+
+    # -- commands -------------------------------------------------------
+
+    def ingest(self, catalog: Path, *, max_bad: int | None = None) -> ChangeReport:
+        """Make ``catalog`` the whole catalog."""
+        products, bad, rows = self._read(catalog, max_bad)
+        if not products:
+            raise InvalidArgument(f"{catalog}: no valid products ({len(bad)} bad rows); nothing was published")
+        return self._publish("ingest", products, source=str(catalog), bad=len(bad), rows=rows)
+
+    def upsert(self, catalog: Path, *, max_bad: int | None = None) -> ChangeReport:
+        """Add the products of ``catalog``, replacing those with the same id."""
+        products, bad, rows = self._read(catalog, max_bad)
+        current = self._current_products()
+        position = {p.id: i for i, p in enumerate(current)}
+        merged = list(current)
+        for product in products:
+            if product.id in position:
+                merged[position[product.id]] = product
+            else:
+                position[product.id] = len(merged)
+                merged.append(product)
+        return self._publish("upsert", merged, source=str(catalog), bad=len(bad), rows=rows)
+
+    def delete(self, ids: Sequence[str]) -> ChangeReport:
+        """Remove the products with these ids; unknown ids are reported, not an error."""
+        current = self._current_products()
+        doomed = set(ids)
+        known = {p.id for p in current}
+        kept = [p for p in current if p.id not in doomed]
+        report = self._publish("delete", kept, source=f"{len(doomed)} ids", bad=0, rows=len(doomed))
+        report.not_found = sorted(doomed - known)
+        return report
+
+    def rebuild(self, spec: IndexSpec) -> ChangeReport:
+        """Rebuild the current catalog with another index type or parameters, without encoding."""
+        return self._publish("rebuild", self._current_products(), source="current snapshot", bad=0, rows=0, spec=spec)
+
+    # -- steps ----------------------------------------------------------
+
+    def _read(self, catalog: Path, max_bad: int | None) -> tuple[list[Product], list[BadRow], int]:
+        bad: list[BadRow] = []
+
+        def report(row: BadRow) -> None:
+            bad.append(row)
+            print(f"skipped {row}", file=self.stderr)
+
+        limit = self.settings.max_bad if max_bad is None else max_bad
+        products = list(read_catalog(catalog, limits=Limits(), max_bad=limit, on_bad=report))
+        return products, bad, len(products) + len(bad)
+
+    def _current_products(self) -> list[Product]:
+        if current_path(self.paths.index_dir) is None:
+            return []
+        snapshot = open_current(self.paths.index_dir, verify=False)
+        try:
+            return snapshot.store.get_many(range(len(snapshot.store)))
+        finally:
+            snapshot.close()
+
+    def _spec_for(self, n: int) -> IndexSpec:
+        s = self.settings
+        return choose_spec(n, exact_below=s.exact_below, m=s.hnsw_m, ef_construction=s.ef_construction, ef_search=s.ef_search)
+
+    def _publish(
+        self, operation: str, products: list[Product], *, source: str, bad: int, rows: int, spec: IndexSpec | None = None
+    ) -> ChangeReport:
+        started = time.perf_counter()
+        card = load_card(self.paths.model_dir)
+        fingerprint = card.fingerprint("int8")
+        spec = spec or self._spec_for(len(products))
+        texts = [compose_text(p, self.settings.text_fields) for p in products]
+        catalog_hash = _catalog_hash(products, texts, fingerprint, spec)
+        report = ChangeReport(operation=operation, products=len(products), bad_rows=bad, rows=rows)
+        previous = self._current_manifest()
+        if previous is not None and previous.get("catalog_hash") == catalog_hash:
+            report.reused = len(texts)
+            report.seconds = time.perf_counter() - started
+            return report
+        if previous is not None and previous.get("model_fingerprint") != fingerprint:
+            report.notes.append(
+                f"model changed ({previous.get('model_fingerprint')} -> {fingerprint}): "
+                "every product is encoded with the new model"
+            )
+        self.paths.index_dir.mkdir(parents=True, exist_ok=True)
+        vectors = self._vectors(card, texts, report)
+        with staging(self.paths.index_dir) as stage:
+            write_index(build_index(vectors, spec), stage / INDEX_FILE)
+            write_product_store(stage / STORE_FILE, products)
+            manifest = {
+                "model_fingerprint": fingerprint,
+                "dimension": card.dimension,
+                "counts": {"products": len(products)},
+                "index": spec.to_dict(),
+                "text_fields": list(self.settings.text_fields),
+                "catalog_hash": catalog_hash,
+                "operation": {"kind": operation, "source": source, "encoded": report.encoded,
+                              "reused": report.reused, "bad_rows": bad, "rows": rows},
+            }
+            path = publish(self.paths.index_dir, stage, manifest, keep=self.settings.keep_snapshots)
+        report.version = int(path.name.lstrip("v"))
+        report.seconds = time.perf_counter() - started
+        return report
+
+    def _current_manifest(self) -> dict | None:
+        from search.snapshot_dir import read_manifest
+
+        path = current_path(self.paths.index_dir)
+        return None if path is None else read_manifest(path)
+
+    def _vectors(self, card: ModelCard, texts: list[str], report: ChangeReport) -> np.ndarray:
+        """One vector per text, from the cache or encoded now (and then cached)."""
+        keys = [text_key(t) for t in texts]
+        with VectorCache(self.paths.index_dir / VECTOR_CACHE, fingerprint=card.fingerprint("int8"),
+                         dimension=card.dimension) as cache:
+            found = cache.get_many(sorted(set(keys)))
+            missing = {k: t for k, t in zip(keys, texts) if k not in found}
+            report.reused = len(texts) - sum(1 for k in keys if k in missing)
+            report.encoded = len(missing)
+            if missing:
+                encode_started = time.perf_counter()
+                encoder = self._encoder_factory(card)
+                progress = Progress("encoding", len(missing), stream=self.stderr, unit="texts")
+                items = list(missing.items())
+                for start in range(0, len(items), ENCODE_CHUNK):
+                    chunk = items[start : start + ENCODE_CHUNK]
+                    vectors = encoder.encode([t for _, t in chunk])
+                    cache.put_many(zip([k for k, _ in chunk], vectors))
+                    found.update(zip([k for k, _ in chunk], vectors))
+                    progress.update(len(chunk))
+                progress.close()
+                report.encode_seconds = time.perf_counter() - encode_started
+        if not keys:
+            return np.empty((0, card.dimension), dtype=np.float32)
+        return np.stack([found[k] for k in keys]).astype(np.float32, copy=False)
