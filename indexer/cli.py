@@ -216,7 +216,9 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     try:
         return run(args, environ)
     except (SemsearchError, ConfigError, OSError, ValueError) as err:
-        print(f"semsearch-index: error: {err}", file=sys.stderr)
+        # One line: details (e.g. each bad row) were printed as they were found.
+        first_line = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        print(f"semsearch-index: error: {first_line}", file=sys.stderr)
         return EXIT_FAILURE
 
 
