@@ -90,6 +90,8 @@ class MicroBatcher:
 
     ``encode`` takes a list of texts and returns (n, d) float32; it runs on
     ``executor`` (default: an owned single-thread pool), one call at a time.
+    ``on_result(key, vector)``, if given, is called for each encoded item
+    before its waiters wake (the service caches the vector there).
     Deadlines are absolute ``clock()`` values. ``on_batch(size, seconds)``, if
     given, is called on the event loop after every encoder call (failed ones
     too). Raises ValueError for a size or queue bound below 1 or a negative wait.
@@ -105,6 +107,7 @@ class MicroBatcher:
         executor: ThreadPoolExecutor | None = None,
         clock: Callable[[], float] = time.monotonic,
         on_batch: Callable[[int, float], None] | None = None,
+        on_result: Callable[[str, np.ndarray], None] | None = None,
     ) -> None:
         if max_batch_size < 1:
             raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}")
@@ -120,6 +123,7 @@ class MicroBatcher:
         self._executor = executor or ThreadPoolExecutor(max_workers=1, thread_name_prefix="semsearch-batcher")
         self._clock = clock
         self._on_batch = on_batch
+        self._on_result = on_result
         self._queue: collections.deque[_Item] = collections.deque()
         self._pending: dict[str, _Item] = {}  # queued or encoding, by key
         self._arrived = asyncio.Event()  # set on every enqueue and on close
@@ -269,8 +273,16 @@ class MicroBatcher:
                 del self._pending[item.key]
             if isinstance(outcome.result, Exception):
                 item.future.set_exception(outcome.result)
-            else:
-                item.future.set_result(outcome.result[row].copy())  # a copy: no view pins the batch
+                continue
+            vector = outcome.result[row].copy()  # a copy: no view pins the batch
+            if self._on_result is not None:
+                # In the same loop step that retires the key, so a request
+                # arriving next finds the vector cached instead of encoding it again.
+                try:
+                    self._on_result(item.key, vector)
+                except Exception:
+                    log.exception("on_result callback failed")
+            item.future.set_result(vector)
         if self._on_batch is not None:
             try:
                 self._on_batch(len(batch), outcome.seconds)

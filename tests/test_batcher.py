@@ -424,3 +424,21 @@ def test_real_encoder_batched_vectors_match_single_encodes(encoder) -> None:
         assert np.all(np.sum(got * alone, axis=1) >= 0.97)
 
     run(main())
+
+
+def test_on_result_sees_each_vector_before_any_waiter_wakes() -> None:
+    seen: dict[str, np.ndarray] = {}
+    woke_with_cached: list[bool] = []
+
+    async def body() -> None:
+        async with MicroBatcher(FakeEncoder(), max_wait_ms=1, on_result=seen.__setitem__) as batcher:
+
+            async def ask(text: str) -> None:
+                result = await batcher.embed(text, text)
+                woke_with_cached.append(text in seen and np.array_equal(seen[text], result.vector))
+
+            await asyncio.gather(*(ask(t) for t in ("a", "b", "a", "c")))
+
+    run(body())
+    assert sorted(seen) == ["a", "b", "c"]
+    assert woke_with_cached == [True] * 4

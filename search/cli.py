@@ -1,0 +1,110 @@
+"""``semsearch``: run the search service, or query one.
+
+Errors are rendered once, here: ``semsearch: error: ...`` and exit code 1.
+Logging is configured here only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import sys
+from typing import Mapping, Sequence
+
+import grpc
+
+from search.config import ConfigError, Paths, ServiceSettings, load_section, read_config_file
+from search.errors import SemsearchError
+
+EXIT_FAILURE = 1
+
+
+def _cmd_serve(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    from search.app import Application, serve_forever
+
+    table = read_config_file(args.config)
+    paths = load_section(Paths, table.get("paths", {}), environ,
+                         index_dir=args.index_dir, model_dir=args.model_dir, cache_dir=args.cache_dir)
+    settings = load_section(ServiceSettings, table.get("service", {}), environ, listen=args.listen)
+    asyncio.run(serve_forever(Application(paths, settings)))
+    return 0
+
+
+def _cmd_query(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    from google.protobuf.json_format import MessageToDict
+
+    from search.client import SearchClient, make_filters
+
+    filters = make_filters(category_prefix=args.category, brands=args.brand or (), price_min=args.price_min,
+                           price_max=args.price_max, in_stock=args.in_stock)
+    with SearchClient(args.target) as client:
+        try:
+            response = client.search(args.text, top_k=args.top_k, offset=args.offset, filters=filters, timeout=args.timeout)
+        except grpc.RpcError as err:
+            print(f"semsearch: error: {err.code().name}: {err.details()}", file=sys.stderr)
+            return EXIT_FAILURE
+    if args.json:
+        print(json.dumps(MessageToDict(response, preserving_proto_field_name=True), indent=2, ensure_ascii=False))
+        return 0
+    tier = response.DESCRIPTOR.fields_by_name["embedding_tier"].enum_type.values_by_number[response.embedding_tier].name
+    print(f"{len(response.hits)} hits for {response.normalized_query!r} (snapshot v{response.snapshot_version}, "
+          f"embedding from {tier}, {response.timings.total_ms:.1f} ms)")
+    for rank, hit in enumerate(response.hits, start=args.offset + 1):
+        price = f"{hit.price:.0f}" if hit.HasField("price") else "-"
+        print(f"{rank:3d}. {hit.score:.3f}  {hit.title}  [{hit.category}]  {hit.brand}  {price}  id={hit.product_id}")
+    return 0
+
+
+def _flag_bool(text: str) -> bool:
+    if text.lower() in ("true", "1", "yes"):
+        return True
+    if text.lower() in ("false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="semsearch", description=__doc__.splitlines()[0])
+    parser.add_argument("--log-level", default=os.environ.get("SEMSEARCH_LOG_LEVEL", "INFO"), help="DEBUG, INFO, WARNING…")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run the gRPC search service")
+    serve.add_argument("--index-dir", help="index directory written by semsearch-index (default: var/index)")
+    serve.add_argument("--model-dir", help="exported model directory (default: models/all-minilm-l6-v2)")
+    serve.add_argument("--listen", help="HOST:PORT to bind (default: 127.0.0.1:50051)")
+    serve.add_argument("--cache-dir", help="L2 embedding cache directory (default: beside the index dir)")
+    serve.add_argument("--config", help="TOML config file ([paths], [service] sections)")
+    serve.set_defaults(run=_cmd_serve)
+
+    query = commands.add_parser("query", help="send one query to a running service")
+    query.add_argument("text", help="the query")
+    query.add_argument("--target", default="127.0.0.1:50051", help="HOST:PORT of the service (default: %(default)s)")
+    query.add_argument("--top-k", type=int, default=10, help="number of hits (default: %(default)s)")
+    query.add_argument("--offset", type=int, default=0, help="skip this many hits (pagination)")
+    query.add_argument("--category", help="category prefix filter, e.g. 'Footwear > Shoes'")
+    query.add_argument("--brand", action="append", help="brand filter (repeatable)")
+    query.add_argument("--price-min", type=float, help="minimum price")
+    query.add_argument("--price-max", type=float, help="maximum price")
+    query.add_argument("--in-stock", type=_flag_bool, help="true or false")
+    query.add_argument("--timeout", type=float, default=10.0, help="deadline in seconds (default: %(default)s)")
+    query.add_argument("--json", action="store_true", help="print the response as JSON")
+    query.set_defaults(run=_cmd_query)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
+    environ = os.environ if environ is None else environ
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return args.run(args, environ)
+    except (SemsearchError, ConfigError, OSError, RuntimeError) as err:
+        print(f"semsearch: error: {err}", file=sys.stderr)
+        return EXIT_FAILURE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,129 @@
+"""The live snapshot: loaded, hot-swapped when CURRENT moves, leased to requests.
+
+A request leases the snapshot it starts with and keeps it to the end, so a
+swap never changes the ground under an in-flight request; a retired snapshot
+is closed when its last lease ends. A snapshot that fails verification or
+was built with another model is refused and logged once; the old one keeps
+serving.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable, Iterator
+
+from search.errors import SnapshotError, Unavailable
+from search.snapshot import Snapshot, open_snapshot
+from search.snapshot_dir import current_path
+
+log = logging.getLogger(__name__)
+
+
+class SnapshotManager:
+    """Holds the live snapshot of ``index_dir`` for an encoder with ``fingerprint``."""
+
+    def __init__(
+        self,
+        index_dir: Path,
+        *,
+        fingerprint: str,
+        on_swap: Callable[[Snapshot], None] | None = None,
+        opener: Callable[..., Snapshot] = open_snapshot,
+    ) -> None:
+        self.index_dir = Path(index_dir)
+        self.fingerprint = fingerprint
+        self._on_swap = on_swap
+        self._opener = opener
+        self._lock = threading.Lock()
+        self._reload_lock = threading.Lock()
+        self._current: Snapshot | None = None
+        self._leases: dict[int, int] = {}  # id(snapshot) -> active leases
+        self._retired: dict[int, Snapshot] = {}
+        self._refused: Path | None = None
+        self.swaps = 0
+        self.refusals = 0
+        self.last_error: str | None = None
+
+    @property
+    def current(self) -> Snapshot | None:
+        return self._current
+
+    def reload(self) -> bool:
+        """Load what CURRENT points at if it is not live yet; True when a new snapshot went live.
+
+        Blocking (opens and verifies files): call it from a worker thread.
+        Never raises for a bad snapshot: it is refused and logged once.
+        """
+        with self._reload_lock:
+            try:
+                path = current_path(self.index_dir)
+            except SnapshotError as err:
+                self._refuse(None, str(err))
+                return False
+            live = self._current
+            if path is None or (live is not None and live.path == path) or path == self._refused:
+                return False
+            try:
+                snapshot = self._opener(path, expected_fingerprint=self.fingerprint, verify=True)
+            except SnapshotError as err:
+                self._refuse(path, str(err))
+                return False
+            self._swap(snapshot)
+            return True
+
+    def _refuse(self, path: Path | None, message: str) -> None:
+        if path is not None and path == self._refused:
+            return
+        self._refused = path
+        self.refusals += 1
+        self.last_error = message
+        log.error("snapshot refused, the previous one keeps serving: %s", message)
+
+    def _swap(self, snapshot: Snapshot) -> None:
+        with self._lock:
+            old, self._current = self._current, snapshot
+            self._refused = None
+            self.swaps += 1
+            if old is not None:
+                self._retire(old)
+        log.info("snapshot v%s is live (%s products)", snapshot.version, snapshot.product_count)
+        if self._on_swap is not None:
+            self._on_swap(snapshot)
+
+    def _retire(self, snapshot: Snapshot) -> None:
+        # Called with self._lock held.
+        if self._leases.get(id(snapshot), 0) == 0:
+            snapshot.close()
+        else:
+            self._retired[id(snapshot)] = snapshot
+
+    @contextmanager
+    def lease(self) -> Iterator[Snapshot]:
+        """The live snapshot, kept open until the block ends. Raises Unavailable when none is loaded."""
+        with self._lock:
+            snapshot = self._current
+            if snapshot is None:
+                raise Unavailable(f"no index snapshot is loaded (index dir {self.index_dir})")
+            self._leases[id(snapshot)] = self._leases.get(id(snapshot), 0) + 1
+        try:
+            yield snapshot
+        finally:
+            with self._lock:
+                left = self._leases[id(snapshot)] - 1
+                if left:
+                    self._leases[id(snapshot)] = left
+                else:
+                    del self._leases[id(snapshot)]
+                    retired = self._retired.pop(id(snapshot), None)
+                    if retired is not None:
+                        retired.close()
+
+    def close(self) -> None:
+        with self._lock:
+            current, self._current = self._current, None
+            for snapshot in [*self._retired.values(), *([current] if current else [])]:
+                snapshot.close()
+            self._retired.clear()
