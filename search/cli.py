@@ -99,6 +99,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     environ = os.environ if environ is None else environ
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("faiss.loader").setLevel(logging.WARNING)  # it narrates CPU feature probing at INFO
     try:
         return args.run(args, environ)
     except (SemsearchError, ConfigError, OSError, RuntimeError) as err:
