@@ -38,7 +38,7 @@ def _indexer(args: argparse.Namespace, environ: Mapping[str, str]) -> Any:
     from indexer.ingest import Indexer
 
     paths, settings = _settings(args, environ)
-    return Indexer(paths, settings)
+    return Indexer(paths, settings, allow_quality_drop=getattr(args, "allow_quality_drop", False))
 
 
 def _print_change(report: Any) -> int:
@@ -159,12 +159,16 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--model-dir", help="exported model directory (default: $SEMSEARCH_MODEL_DIR or models/all-minilm-l6-v2)")
     common.add_argument("--config", help="TOML config file ([paths], [indexer] sections)")
     common.add_argument("-v", "--verbose", action="store_true", help="log at debug level")
+    changes = argparse.ArgumentParser(add_help=False)
+    changes.add_argument("--allow-quality-drop", action="store_true",
+                         help="publish even when the quality gate measures an nDCG@10 drop beyond the margin")
 
     parser = argparse.ArgumentParser(prog="semsearch-index", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def command(name: str, run: Callable[..., int], help: str) -> argparse.ArgumentParser:
-        sub = commands.add_parser(name, parents=[common], help=help, description=help)
+    def command(name: str, run: Callable[..., int], help: str, *, change: bool = False) -> argparse.ArgumentParser:
+        parents = [common, changes] if change else [common]
+        sub = commands.add_parser(name, parents=parents, help=help, description=help)
         sub.set_defaults(run=run)
         return sub
 
@@ -177,17 +181,17 @@ def build_parser() -> argparse.ArgumentParser:
         ("ingest", _cmd_ingest, "make a catalog file (JSONL/CSV/TSV, optionally .gz) the whole catalog"),
         ("upsert", _cmd_upsert, "add or replace products by id from a catalog file"),
     ):
-        sub = command(name, run, help)
+        sub = command(name, run, help, change=True)
         sub.add_argument("path", help="catalog file")
         sub.add_argument("--max-bad", type=int, help="fail when more rows than this are bad (default: config max_bad)")
         sub.add_argument("--text-fields", help="comma-separated fields to embed, e.g. title,category,brand,attrs.base_colour")
         sub.add_argument("--keep", type=int, help="how many snapshots to keep")
 
-    delete = command("delete", _cmd_delete, "remove products by id")
+    delete = command("delete", _cmd_delete, "remove products by id", change=True)
     delete.add_argument("ids", nargs="*", help="product ids")
     delete.add_argument("--from", dest="from_file", help="file with one product id per line")
 
-    rebuild = command("rebuild", _cmd_rebuild, "rebuild the current catalog with another index type or parameters (no encoding)")
+    rebuild = command("rebuild", _cmd_rebuild, "rebuild the current catalog with another index type or parameters (no encoding)", change=True)
     rebuild.add_argument("--index-type", choices=("flat", "hnsw"), required=True, help="flat (exact) or hnsw")
     rebuild.add_argument("--hnsw-m", type=int, help="HNSW M")
     rebuild.add_argument("--ef-construction", type=int, help="HNSW efConstruction")

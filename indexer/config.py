@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from indexer.text import DEFAULT_FIELDS, parse_fields
 
@@ -21,6 +22,11 @@ class IndexerSettings:
     encode_batch_size: int = 32
     encoder_threads: int | None = None
     verify_sample: int = 500
+    # The quality gate (off unless both files are set): BEIR-style queries and qrels.
+    quality_queries: Path | None = None
+    quality_qrels: Path | None = None
+    quality_margin: float = 0.02
+    quality_recall_min_grade: int = 1
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "text_fields", parse_fields(self.text_fields))
@@ -33,5 +39,9 @@ class IndexerSettings:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.exact_below < 0:
             raise ValueError(f"exact_below must be >= 0, got {self.exact_below}")
+        if (self.quality_queries is None) != (self.quality_qrels is None):
+            raise ValueError("quality_queries and quality_qrels must be set together")
+        if self.quality_margin < 0:
+            raise ValueError(f"quality_margin must be >= 0, got {self.quality_margin}")
         if self.encoder_threads is not None and self.encoder_threads < 1:
             raise ValueError(f"encoder_threads must be >= 1, got {self.encoder_threads}")

@@ -16,20 +16,21 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence, TextIO
+from typing import Any, Callable, Sequence, TextIO
 
 import numpy as np
 
 from indexer.catalog import BadRow, Limits, read_catalog
 from indexer.config import IndexerSettings
 from indexer.progress import Progress
+from indexer.quality_gate import LabeledQueries, check, score
 from indexer.snapshots import publish, staging
 from indexer.text import compose_text
 from indexer.vector_cache import VectorCache, text_key
 from search.config import Paths
 from search.encoder import Encoder, OnnxEncoder
 from search.errors import InvalidArgument
-from search.index import IndexSpec, build_index, choose_spec, write_index
+from search.index import IndexSpec, VectorIndex, build_index, choose_spec, write_index
 from search.model_card import ModelCard, load_card
 from search.product import Product
 from search.product_store import write_product_store
@@ -92,9 +93,12 @@ class Indexer:
         *,
         encoder_factory: Callable[[ModelCard], Encoder] | None = None,
         stderr: TextIO | None = None,
+        allow_quality_drop: bool = False,
     ) -> None:
         self.paths = paths
         self.settings = settings
+        self.allow_quality_drop = allow_quality_drop
+        self._encoder: Encoder | None = None
         self.stderr = stderr if stderr is not None else sys.stderr
         self._encoder_factory = encoder_factory or (
             lambda card: OnnxEncoder(card.path, threads=settings.encoder_threads, batch_size=settings.encode_batch_size)
@@ -186,7 +190,9 @@ class Indexer:
         self.paths.index_dir.mkdir(parents=True, exist_ok=True)
         vectors = self._vectors(card, texts, report)
         with staging(self.paths.index_dir) as stage:
-            write_index(build_index(vectors, spec), stage / INDEX_FILE)
+            index = build_index(vectors, spec)
+            quality = self._quality_gate(card, index, spec, products, previous, report)
+            write_index(index, stage / INDEX_FILE)
             write_product_store(stage / STORE_FILE, products)
             manifest = {
                 "model_fingerprint": fingerprint,
@@ -198,10 +204,32 @@ class Indexer:
                 "operation": {"kind": operation, "source": source, "encoded": report.encoded,
                               "reused": report.reused, "bad_rows": bad, "rows": rows},
             }
+            if quality is not None:
+                manifest["quality"] = quality
             path = publish(self.paths.index_dir, stage, manifest, keep=self.settings.keep_snapshots)
         report.version = int(path.name.lstrip("v"))
         report.seconds = time.perf_counter() - started
         return report
+
+    def _encoder_for(self, card: ModelCard) -> Encoder:
+        if self._encoder is None:
+            self._encoder = self._encoder_factory(card)
+        return self._encoder
+
+    def _quality_gate(self, card: ModelCard, index: Any, spec: IndexSpec, products: list[Product],
+                      previous: dict | None, report: ChangeReport) -> dict | None:
+        """Score the candidate on the configured labeled queries; raises QualityGateError on a drop."""
+        s = self.settings
+        if s.quality_queries is None or s.quality_qrels is None:
+            return None
+        labeled = LabeledQueries.load(s.quality_queries, s.quality_qrels)
+        quality = score(VectorIndex(index, spec), [p.id for p in products], self._encoder_for(card), labeled,
+                        recall_min_grade=s.quality_recall_min_grade)
+        parent = previous.get("quality") if previous is not None else None
+        note = check(quality, parent, margin=s.quality_margin, allow_drop=self.allow_quality_drop)
+        if note:
+            report.notes.append(note)
+        return quality
 
     def _current_manifest(self) -> dict | None:
         from search.snapshot_dir import read_manifest
@@ -220,7 +248,7 @@ class Indexer:
             report.encoded = len(missing)
             if missing:
                 encode_started = time.perf_counter()
-                encoder = self._encoder_factory(card)
+                encoder = self._encoder_for(card)
                 progress = Progress("encoding", len(missing), stream=self.stderr, unit="texts")
                 items = list(missing.items())
                 for start in range(0, len(items), ENCODE_CHUNK):
