@@ -27,6 +27,10 @@ class IndexerSettings:
     quality_qrels: Path | None = None
     quality_margin: float = 0.02
     quality_recall_min_grade: int = 1
+    # Drift reference: queries that look like normal traffic (default: catalog titles).
+    drift_queries: Path | None = None
+    drift_reference_size: int = 500
+    drift_no_hit_floor: float = 0.3
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "text_fields", parse_fields(self.text_fields))

@@ -22,6 +22,7 @@ import numpy as np
 
 from indexer.catalog import BadRow, Limits, read_catalog
 from indexer.config import IndexerSettings
+from indexer.drift_reference import build_reference
 from indexer.progress import Progress
 from indexer.quality_gate import LabeledQueries, check, score
 from indexer.snapshots import publish, staging
@@ -29,6 +30,7 @@ from indexer.text import compose_text
 from indexer.vector_cache import VectorCache, text_key
 from search.config import Paths
 from search.encoder import Encoder, OnnxEncoder
+from search.drift import REFERENCE_FILE
 from search.errors import InvalidArgument
 from search.index import IndexSpec, VectorIndex, build_index, choose_spec, write_index
 from search.model_card import ModelCard, load_card
@@ -194,6 +196,12 @@ class Indexer:
             quality = self._quality_gate(card, index, spec, products, previous, report)
             write_index(index, stage / INDEX_FILE)
             write_product_store(stage / STORE_FILE, products)
+            reference = build_reference(
+                VectorIndex(index, spec), self._encoder_for(card), queries_path=self.settings.drift_queries,
+                size=self.settings.drift_reference_size, no_hit_floor=self.settings.drift_no_hit_floor,
+            )
+            if reference is not None:
+                reference.to_file(stage / REFERENCE_FILE)
             manifest = {
                 "model_fingerprint": fingerprint,
                 "dimension": card.dimension,

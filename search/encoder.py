@@ -69,6 +69,7 @@ class OnnxEncoder:
         self._tokenizer = self._load_tokenizer(self.card)
         self._session = self._load_session(self.card, variant, threads)
         self._input_names = [item.name for item in self._session.get_inputs()]
+        self._counter: Tokenizer | None = None
 
     @staticmethod
     def _load_tokenizer(card: ModelCard) -> Tokenizer:
@@ -122,9 +123,18 @@ class OnnxEncoder:
             token_type_ids=np.array([e.type_ids for e in encodings], dtype=np.int64),
         )
 
-    def token_counts(self, texts: Sequence[str]) -> list[int]:
-        """Number of tokens each text has after truncation (special tokens included)."""
-        return [int(sum(e.attention_mask)) for e in self._tokenizer.encode_batch(list(texts))]
+    def token_stats(self, texts: Sequence[str]) -> list[tuple[int, int]]:
+        """(tokens, unknown tokens) per text, special tokens excluded, before truncation."""
+        if self._counter is None:
+            # A copy without padding or truncation: counting must see the whole text.
+            self._counter = Tokenizer.from_str(self._tokenizer.to_str())
+            self._counter.no_padding()
+            self._counter.no_truncation()
+        unknown_id = self._counter.token_to_id("[UNK]")
+        return [
+            (len(e.ids), sum(1 for i in e.ids if i == unknown_id))
+            for e in self._counter.encode_batch(list(texts), add_special_tokens=False)
+        ]
 
     def run(self, batch: TokenBatch) -> np.ndarray:
         """Token embeddings, (n, longest, dimension) float32."""
