@@ -105,7 +105,7 @@ class L2Cache:
         self._retry_at = -math.inf
         self._wipe_on_open = False
         self._closed = False
-        self._degraded = False
+        self._degraded = False  # the store was lost; the next success ends the outage
         self._warned: set[str] = set()
         self._hits = self._misses = self._evictions = self._errors = 0
         with self._lock:
@@ -185,6 +185,7 @@ class L2Cache:
             # replaced directory would otherwise go unnoticed until restart.
             if self._database_identity() != self._identity:
                 self._record(f"database {self._directory / _DB_FILES[0]} vanished or was replaced", "vanished")
+                self._degraded = True
                 self._drop_store()
                 self._open()
             return self._store
@@ -201,10 +202,12 @@ class L2Cache:
                     raise
                 # The cache holds only derived data: start over rather than stay down.
                 self._record(f"corrupt database, recreating it: {err}", _kind(err))
+                self._degraded = True
                 self._wipe()
                 store = self._opener(self._directory, self._max_bytes)
         except Exception as err:  # noqa: BLE001 - see the module docstring
             self._record(f"cannot open: {err}", _kind(err))
+            self._degraded = True
             self._retry_at = self._timer() + self._retry_after
             return
         self._store = store
@@ -216,6 +219,7 @@ class L2Cache:
             if isinstance(err, diskcache.Timeout) or store is not self._store:
                 return  # busy, not broken; or another thread already reacted
             self._wipe_on_open = getattr(err, "sqlite_errorname", None) in _CORRUPT
+            self._degraded = True
             self._drop_store()
             self._retry_at = self._timer() + self._retry_after
 
@@ -228,17 +232,17 @@ class L2Cache:
                 log.info("L2 cache at %s works again", self._directory)
 
     def _record(self, message: str, kind: str) -> None:
-        """Count a failure; warn once per kind until the cache works again (lock held)."""
+        """Count a failure; warn once per kind until the store recovers from an outage (lock held)."""
         self._errors += 1
-        self._degraded = True
         if kind not in self._warned:
             self._warned.add(kind)
             log.warning(
-                "L2 cache at %s failed (%s): %s; serving without it, retrying every %s s",
+                "L2 cache at %s failed (%s): %s; its reads miss until it recovers, and further %s failures"
+                " are not logged until then",
                 self._directory,
                 kind,
                 message,
-                self._retry_after,
+                kind,
             )
 
     def _drop_store(self) -> None:

@@ -33,8 +33,8 @@ What it does, in order (the whole pass is repeated until it is stable, see
    country``). Everything else becomes a space: trailing ``!!!`` and ``?``,
    quotes, brackets, commas, leading or trailing dashes and dots, ``...``.
    Repeated joiners collapse (``t--shirt`` → ``t-shirt``). Word characters are
-   letters, marks, digits and symbols (``$``, ``₹``, emoji, ``×``) except the
-   ASCII operators ``+ < = > | ~ ^ `` ` ``.
+   letters, marks, digits and non-ASCII symbols (``₹``, emoji, ``×``), plus
+   ``$``; all other ASCII punctuation is subject to the rules above.
 5. Whitespace collapses to single spaces; the ends are stripped.
 6. The result is cut to ``max_chars`` code points, never between a base
    character and its combining marks, and the pass is re-run on the cut text:
@@ -63,7 +63,6 @@ _VARIANTS = str.maketrans(
 
 _SPACE_CATEGORIES = frozenset({"Cc", "Zs", "Zl", "Zp"})
 _DROP_CATEGORIES = frozenset({"Cf", "Cs", "Co", "Cn"})
-_ASCII_OPERATORS = frozenset("+<=>|~^`")
 # Joiners kept (collapsed to one) between two word characters.
 _COLLAPSING_JOINERS = frozenset("-_/&'")
 _UNIT_MARKS = frozenset("'\"%")
@@ -138,10 +137,11 @@ def _clean_token(token: str) -> str:
         j = i + 1
         while j < n and not _is_word(token[j]):
             j += 1
-        prev = token[i - 1] if i > 0 else None
-        nxt = token[j] if j < n else None
-        # A lone '&' token is kept for now; _keep_lone_ampersands decides.
-        out.append("&" if prev is None and nxt is None and set(token[i:j]) == {"&"} else _resolve(token[i:j], prev, nxt))
+        run, prev, nxt = token[i:j], token[i - 1] if i > 0 else None, token[j] if j < n else None
+        if prev is None and nxt is None and set(run) == {"&"}:
+            out.append("&")  # a token of only '&': _keep_lone_ampersands decides
+        else:
+            out.append(_resolve(run, prev, nxt))
         i = j
     return "".join(out)
 

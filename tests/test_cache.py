@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import errno
 import logging
-import os
 import shutil
 import sqlite3
 import subprocess
@@ -67,7 +66,8 @@ class Subject:
 
 def _l1_subject(tmp_path: Path) -> Iterator[Subject]:
     l1 = L1Cache(20 * entry_nbytes("k000", vec(0)))
-    yield Subject(l1, lambda: None, lambda: l1.stats().bytes <= l1.stats().max_bytes, lambda: l1.stats().evictions > 0, 12)
+    within_bound = lambda: l1.stats().bytes <= l1.stats().max_bytes  # noqa: E731
+    yield Subject(l1, lambda: None, within_bound, lambda: l1.stats().evictions > 0, 12)
 
 
 def _l2_subject(tmp_path: Path) -> Iterator[Subject]:
@@ -172,7 +172,13 @@ def test_embedding_key_golden() -> None:
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.text(min_size=1, max_size=20), st.text(min_size=1, max_size=20), st.integers(0, 50), st.integers(0, 50), st.text(st.characters(codec=None)))
+@given(
+    st.text(min_size=1, max_size=20),
+    st.text(min_size=1, max_size=20),
+    st.integers(0, 50),
+    st.integers(0, 50),
+    st.text(st.characters(codec=None)),
+)
 def test_embedding_key_separates_namespaces(fp_a: str, fp_b: str, ver_a: int, ver_b: int, text: str) -> None:
     key = embedding_key(fp_a, ver_a, text)
     assert key == embedding_key(fp_a, ver_a, text)
@@ -210,6 +216,8 @@ def test_l1_counts_with_the_injected_getsizeof() -> None:
     assert [l1.get(f"k{i}") is not None for i in range(5)] == [False, False, True, True, True]
     stats = l1.stats()
     assert (stats.hits, stats.misses, stats.evictions, stats.bytes) == (3, 2, 2, 3)
+    with pytest.raises(ValueError, match="size"):
+        L1Cache(3, getsizeof=lambda key, value: -1).put("a", vec(1))
 
 
 def test_l1_default_size_counts_vector_key_and_overhead() -> None:
@@ -226,7 +234,7 @@ def test_l1_is_thread_safe() -> None:
                 key = f"t{t}-{i % 80:03d}"
                 l1.put(key, vec(i))
                 got = l1.get(key)
-                assert got is None or same(got, vec(i)) or got.shape == (DIM,)
+                assert got is None or same(got, vec(i))  # only this thread writes this key
         except BaseException as err:  # noqa: BLE001 - reported below
             errors.append(err)
 
@@ -263,7 +271,7 @@ def test_result_cache_bound_lru_and_clear() -> None:
 
 def test_result_cache_rejects_bad_puts() -> None:
     results = ResultCache(100)
-    with pytest.raises(ValueError, match="nbytes"):
+    with pytest.raises(ValueError, match="size"):
         results.put(("q",), ["x"], -1)
     with pytest.raises(ValueError, match="None"):
         results.put(("q",), None, 1)
@@ -458,7 +466,21 @@ def test_l2_corrupt_database_is_recreated(tmp_path: Path, caplog: pytest.LogCapt
     reopened.close()
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores directory permissions; see the injected read-only test")
+def _permissions_enforced() -> bool:
+    """False where the process ignores file modes (root, CAP_DAC_OVERRIDE)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        probe = Path(tmp) / "ro"
+        probe.mkdir(mode=0o500)
+        try:
+            (probe / "f").touch()
+        except PermissionError:
+            return True
+        finally:
+            probe.chmod(0o700)
+        return False
+
+
+@pytest.mark.skipif(not _permissions_enforced(), reason="file modes are not enforced for this user (root)")
 def test_l2_read_only_directory(tmp_path: Path) -> None:
     clock = FakeClock()
     l2 = L2Cache(tmp_path / "l2", MIN_L2_BYTES, dimension=DIM, timer=clock)
@@ -583,7 +605,7 @@ def test_layered_without_tiers_always_misses() -> None:
 
 # --------------------------------------------------------------------------- stateful model
 
-SM_DIM = 256  # 1 KiB vectors: a 64 KiB L2 holds 24, L1 holds 3
+SM_DIM = 256  # 1 KiB vectors: a 64 KiB L2 holds 24, L1 holds 2
 SM_KEYS = st.integers(0, 19).map(lambda i: f"k{i:02d}")
 
 
@@ -591,6 +613,18 @@ def sm_vec(seed: int) -> np.ndarray:
     value = vec(seed, SM_DIM)
     value[seed % SM_DIM] = [np.nan, -0.0, np.inf, 1e-45][seed % 4]  # bits must survive too
     return value
+
+
+def _unsynced_diskcache(directory: Path, max_bytes: int) -> Store:
+    """The production store without fsync: the model checks logic, not crash
+    safety, and an fsync per reopen would make it five times slower."""
+    return diskcache.Cache(
+        str(directory),
+        size_limit=max_bytes,
+        eviction_policy="least-recently-used",
+        cull_limit=0,
+        sqlite_synchronous=0,
+    )
 
 
 class HeldWrites:
@@ -621,8 +655,8 @@ class LayeredCacheMachine(RuleBasedStateMachine):
         self._open()
 
     def _open(self) -> None:
-        self.l1 = L1Cache(3 * entry_nbytes("k00", sm_vec(0)))
-        self.l2 = L2Cache(self.dir, MIN_L2_BYTES, dimension=SM_DIM)
+        self.l1 = L1Cache(2 * entry_nbytes("k00", sm_vec(0)))
+        self.l2 = L2Cache(self.dir, MIN_L2_BYTES, dimension=SM_DIM, opener=_unsynced_diskcache)
         self.held = HeldWrites(self.l2)
         writer = BackgroundWriter(self.held, maxsize=1000)
         self.cache = LayeredCache(self.l1, self.l2, l2_writer=writer)
@@ -649,16 +683,22 @@ class LayeredCacheMachine(RuleBasedStateMachine):
         else:
             assert expected is not None and same(value, expected), tier
 
-    @rule()
-    def write_through(self) -> None:
+    # The rules below act on one draw in four: requests outnumber them, so
+    # reads meet evicted-from-L1, still-unwritten entries often.
+    @rule(skip=st.integers(0, 3))
+    def write_through(self, skip: int) -> None:
         """Let the writer catch up, then hold writes again."""
+        if skip:
+            return
         self.held.released.set()
         assert self.cache.flush(timeout=10)
         self.held.released.clear()
 
-    @rule()
-    def restart(self) -> None:
+    @rule(skip=st.integers(0, 3))
+    def restart(self, skip: int) -> None:
         """A graceful restart: L1 and the writer are gone, L2 is reopened from disk."""
+        if skip:
+            return
         self.evictions += self.l2.stats().evictions
         self.held.released.set()
         self.cache.close(timeout=10)
