@@ -1,7 +1,8 @@
 """The composition root: builds the service's parts, runs the server, shuts it down gracefully.
 
-Start order: load and warm the model, open the caches, start the batcher and
-the gRPC server (health NOT_SERVING), load the snapshot, then SERVING. The
+Start order: load and warm the model, open the caches, start the batcher,
+the metrics endpoint (when ``metrics_listen`` is set) and the gRPC server
+(health NOT_SERVING), load the snapshot, then SERVING. The
 watcher reloads when CURRENT moves or on SIGHUP. Shutdown (SIGTERM/SIGINT):
 NOT_SERVING, stop accepting, drain in-flight requests within the grace
 period, then close the batcher and caches.
@@ -21,6 +22,7 @@ from search.cache import L1Cache, LayeredCache, ResultCache
 from search.config import Paths, ServiceSettings
 from search.encoder import OnnxEncoder
 from search.l2_cache import L2Cache
+from search.metrics import Metrics, PartsCollector
 from search.server import NOT_SERVING, SERVING, create_server, set_health
 from search.service import SearchService
 from search.snapshot_manager import SnapshotManager
@@ -35,6 +37,10 @@ class Application:
         self.paths = paths
         self.settings = settings
         self.port: int | None = None
+        self.metrics_port: int | None = None  # bound once serving metrics (metrics_listen may use port 0)
+        # Always recorded (a few microseconds a request); served over HTTP only with metrics_listen.
+        tiers = ["result", *(["l1"] if settings.l1_bytes else []), *(["l2"] if settings.l2_bytes else [])]
+        self.metrics = Metrics(cache_tiers=tiers)
         self._wake = asyncio.Event()
         self._watch_task: asyncio.Task[None] | None = None
         self._serving = False
@@ -55,20 +61,35 @@ class Application:
         )
         await loop.run_in_executor(None, self.encoder.encode, ["warm up the encoder", "t-shirt"])
         self.results = ResultCache(s.result_cache_bytes)
+        l1 = L1Cache(s.l1_bytes) if s.l1_bytes else None
         l2 = L2Cache(self.paths.embedding_cache_dir, s.l2_bytes, dimension=self.encoder.dimension) if s.l2_bytes else None
-        self.embeddings = LayeredCache(L1Cache(s.l1_bytes) if s.l1_bytes else None, l2)
+        self.embeddings = LayeredCache(l1, l2)
         self.batcher = MicroBatcher(
             self.encoder.encode, max_batch_size=s.batch_max_size, max_wait_ms=s.batch_max_wait_ms, max_queue=s.batch_max_queue,
-            on_result=self.embeddings.put,
+            on_result=self.embeddings.put, on_batch=self.metrics.observe_batch,
         )
         self.batcher.start()
         self.snapshots = SnapshotManager(self.paths.index_dir, fingerprint=self.encoder.fingerprint)
         self._executor = ThreadPoolExecutor(max_workers=s.search_threads, thread_name_prefix="semsearch-search")
         self.service = SearchService(
             settings=s, encoder=self.encoder, snapshots=self.snapshots, embeddings=self.embeddings,
-            results=self.results, batcher=self.batcher, search_executor=self._executor,
+            results=self.results, batcher=self.batcher, search_executor=self._executor, observer=self.metrics,
         )
-        self.server, self.port, self.health = create_server(self.service, s.listen, max_receive_bytes=s.max_receive_bytes)
+        caches = {"result": self.results, **({"l1": l1} if l1 else {}), **({"l2": l2} if l2 else {})}
+        self.metrics.register_collector(PartsCollector(
+            batcher=self.batcher, embeddings=self.embeddings, caches=caches, snapshots=self.snapshots,
+            in_flight=lambda: self.service.in_flight,
+        ))
+        self.server, self.port, self.health = create_server(
+            self.service, s.listen, max_receive_bytes=s.max_receive_bytes, observer=self.metrics
+        )
+        if s.metrics_address is not None:
+            host, port = s.metrics_address
+            try:
+                self.metrics_port = self.metrics.serve(host, port)
+            except OSError as err:
+                raise RuntimeError(f"cannot serve metrics on {s.metrics_listen}: {err}") from err
+            log.info("metrics on http://%s:%s/metrics", host, self.metrics_port)
         await set_health(self.health, NOT_SERVING)
         await self.server.start()
         await self.reload()
@@ -121,6 +142,10 @@ class Application:
             self.embeddings.close(timeout=self.settings.shutdown_grace_s)
             self.snapshots.close()
             self.port = None
+        if self.metrics_port is not None:
+            # Last, so a final scrape during the drain still answers; shutdown() waits out the poll interval.
+            await asyncio.get_running_loop().run_in_executor(None, self.metrics.close)
+            self.metrics_port = None
 
     async def __aenter__(self) -> Application:
         await self.start()
@@ -139,6 +164,9 @@ async def serve_forever(app: Application) -> None:
     loop.add_signal_handler(signal.SIGHUP, app.request_reload)
     await app.start()
     print(f"semsearch: serving on {app.settings.listen.rpartition(':')[0]}:{app.port}", flush=True)
+    if app.settings.metrics_listen is not None:
+        host = app.settings.metrics_listen.rpartition(":")[0]
+        print(f"semsearch: metrics on http://{host}:{app.metrics_port}/metrics", flush=True)
     try:
         await stop.wait()
         log.info("shutting down")

@@ -1,7 +1,8 @@
 """``semsearch``: run the search service, or query one.
 
 Errors are rendered once, here: ``semsearch: error: ...`` and exit code 1.
-Logging is configured here only.
+Logging is configured here only (``search.logs.configure_logging``): JSON
+lines by default for ``serve``, text for ``query``.
 """
 
 from __future__ import annotations
@@ -9,7 +10,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import os
 import sys
 from typing import Mapping, Sequence
@@ -18,6 +18,7 @@ import grpc
 
 from search.config import ConfigError, Paths, ServiceSettings, load_section, read_config_file
 from search.errors import SemsearchError
+from search.logs import FORMATS, configure_logging
 
 EXIT_FAILURE = 1
 
@@ -28,7 +29,10 @@ def _cmd_serve(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     table = read_config_file(args.config)
     paths = load_section(Paths, table.get("paths", {}), environ,
                          index_dir=args.index_dir, model_dir=args.model_dir, cache_dir=args.cache_dir)
-    settings = load_section(ServiceSettings, table.get("service", {}), environ, listen=args.listen)
+    settings = load_section(
+        ServiceSettings, table.get("service", {}), environ, listen=args.listen, metrics_listen=args.metrics_listen,
+        metrics_public=args.metrics_public, slow_query_ms=args.slow_query_ms, log_queries=args.log_queries,
+    )
     asyncio.run(serve_forever(Application(paths, settings)))
     return 0
 
@@ -68,7 +72,11 @@ def _flag_bool(text: str) -> bool:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="semsearch", description=__doc__.splitlines()[0])
-    parser.add_argument("--log-level", default=os.environ.get("SEMSEARCH_LOG_LEVEL", "INFO"), help="DEBUG, INFO, WARNING…")
+    parser.add_argument("--log-level", help="DEBUG, INFO, WARNING… (default: $SEMSEARCH_LOG_LEVEL or INFO; "
+                        "DEBUG logs one line per request)")
+    parser.add_argument("--log-format", choices=FORMATS,
+                        help="log lines as JSON objects or plain text (default: $SEMSEARCH_LOG_FORMAT, else json for "
+                             "serve and text for query)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     serve = commands.add_parser("serve", help="run the gRPC search service")
@@ -77,6 +85,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--listen", help="HOST:PORT to bind (default: 127.0.0.1:50051)")
     serve.add_argument("--cache-dir", help="L2 embedding cache directory (default: beside the index dir)")
     serve.add_argument("--config", help="TOML config file ([paths], [service] sections)")
+    serve.add_argument("--metrics-listen", metavar="HOST:PORT",
+                       help="serve Prometheus metrics over HTTP here, e.g. 127.0.0.1:9464 (default: off)")
+    serve.add_argument("--metrics-public", action="store_const", const=True,
+                       help="allow a --metrics-listen host that is not a loopback address")
+    serve.add_argument("--slow-query-ms", type=float,
+                       help="log requests slower than this at WARNING with their stage timings (default: 250)")
+    serve.add_argument("--log-queries", action="store_const", const=True,
+                       help="include query text in request logs (off by default: searches are personal data)")
     serve.set_defaults(run=_cmd_serve)
 
     query = commands.add_parser("query", help="send one query to a running service")
@@ -98,8 +114,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
     environ = os.environ if environ is None else environ
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("faiss.loader").setLevel(logging.WARNING)  # it narrates CPU feature probing at INFO
+    level = args.log_level or environ.get("SEMSEARCH_LOG_LEVEL", "INFO")
+    fmt = args.log_format or environ.get("SEMSEARCH_LOG_FORMAT") or ("json" if args.command == "serve" else "text")
+    try:
+        configure_logging(level, fmt)
+    except ValueError as err:
+        print(f"semsearch: error: {err}", file=sys.stderr)
+        return EXIT_FAILURE
     try:
         return args.run(args, environ)
     except (SemsearchError, ConfigError, OSError, RuntimeError) as err:

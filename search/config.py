@@ -9,6 +9,7 @@ variable ``SEMSEARCH_<NAME>`` (field names are unique across sections).
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import tomllib
 import types
 import typing
@@ -131,6 +132,20 @@ class ServiceSettings:
     reload_interval_s: float = 2.0
     shutdown_grace_s: float = 5.0
     max_receive_bytes: int = 1 << 20
+    # Prometheus endpoint; None: off. Loopback only unless metrics_public:
+    # the metrics reveal traffic volume and cache internals.
+    metrics_listen: str | None = None
+    metrics_public: bool = False
+    slow_query_ms: float = 250.0  # requests slower than this are logged at WARNING with their stages
+    log_queries: bool = False  # query text in logs; off because shoppers' searches are personal data
+
+    @property
+    def metrics_address(self) -> tuple[str, int] | None:
+        """(host, port) of ``metrics_listen`` (IPv6 brackets removed), or None when metrics are off."""
+        if self.metrics_listen is None:
+            return None
+        host, _, port = self.metrics_listen.rpartition(":")  # validated in __post_init__
+        return host.removeprefix("[").removesuffix("]"), int(port)
 
     def __post_init__(self) -> None:
         host, sep, port = self.listen.rpartition(":")
@@ -144,6 +159,21 @@ class ServiceSettings:
                      "search_threads", "max_receive_bytes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("l1_bytes", "l2_bytes", "result_cache_bytes", "batch_max_wait_ms", "reload_interval_s", "shutdown_grace_s"):
+        if self.metrics_listen is not None:
+            host, sep, port = self.metrics_listen.rpartition(":")
+            if not sep or not host or not port.isdigit() or int(port) > 65535:
+                raise ValueError(f"metrics_listen: expected HOST:PORT, got {self.metrics_listen!r}")
+            host = host.removeprefix("[").removesuffix("]")  # [::1]:9100
+            try:
+                loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+            except ValueError:
+                loopback = False  # a host name other than localhost may resolve anywhere
+            if not loopback and not self.metrics_public:
+                raise ValueError(
+                    f"metrics_listen: {host} is not a loopback address; the metrics reveal traffic and cache "
+                    "internals, so serve them on 127.0.0.1 or set metrics_public = true to expose them"
+                )
+        for name in ("l1_bytes", "l2_bytes", "result_cache_bytes", "batch_max_wait_ms", "reload_interval_s", "shutdown_grace_s",
+                     "slow_query_ms"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")

@@ -2,7 +2,9 @@
 
 Nothing here decides anything about search; it translates. Health and
 reflection are registered beside the search service so stock tools (grpcurl,
-grpc_health_probe) can list, check and call everything.
+grpc_health_probe) can list, check and call everything. One interceptor
+(``TelemetryInterceptor``) does what every search RPC needs: the request id,
+the request's latency and status code for metrics, and its log lines.
 """
 
 from __future__ import annotations
@@ -11,7 +13,8 @@ import asyncio
 import logging
 import math
 import time
-from typing import Any, Awaitable, Callable
+import uuid
+from typing import Any, Awaitable, Callable, Protocol
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -19,6 +22,7 @@ from grpc_reflection.v1alpha import reflection
 
 from search.errors import InvalidArgument, SemsearchError
 from search.filters import Filters
+from search.logs import request_id
 from search.proto import search_pb2, search_pb2_grpc
 from search.service import SearchOutcome, SearchQuery, SearchService
 
@@ -136,16 +140,148 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
         return await self._call(context, work)
 
 
+REQUEST_ID_KEY = "x-request-id"
+MAX_REQUEST_ID_CHARS = 128
+_TIMING_STAGES = [(name, field) for name, field in _TIMING_FIELDS.items() if name != "total"]
+
+
+class RequestObserver(Protocol):
+    """Told about every finished search-service RPC (metrics); must be quick and must not raise."""
+
+    def observe_request(self, method: str, code: str, seconds: float) -> None: ...
+
+
+def choose_request_id(metadata: Any) -> str:
+    """The client's ``x-request-id`` if it is 1..128 printable ASCII characters, else a new uuid4 hex."""
+    for key, value in metadata or ():
+        if key == REQUEST_ID_KEY and isinstance(value, str):
+            if 0 < len(value) <= MAX_REQUEST_ID_CHARS and value.isascii() and value.isprintable():
+                return value
+            break
+    return uuid.uuid4().hex
+
+
+def _stages(response: Any) -> dict[str, float] | list[dict[str, float]] | None:
+    """Milliseconds per stage of a search response, a list of them for a batch; None for other responses."""
+    if isinstance(response, search_pb2.BatchSearchResponse):
+        return [_stages(r.response) for r in response.results if r.HasField("response")]
+    if not isinstance(response, search_pb2.SearchResponse):
+        return None
+    # Stages that did not run are 0 in the proto; leave them out.
+    return {name: round(getattr(response.timings, f), 3) for name, f in _TIMING_STAGES if getattr(response.timings, f)}
+
+
+def _summary(response: Any) -> dict[str, Any]:
+    """What the request log line tells about a response (never query text)."""
+    if isinstance(response, search_pb2.SearchResponse):
+        return {"tier": search_pb2.EmbeddingTier.Name(response.embedding_tier), "hits": len(response.hits),
+                "snapshot_version": response.snapshot_version}
+    if isinstance(response, search_pb2.BatchSearchResponse):
+        answered = [r.response for r in response.results if r.HasField("response")]
+        return {"tier": [search_pb2.EmbeddingTier.Name(r.embedding_tier) for r in answered],
+                "hits": sum(len(r.hits) for r in answered),
+                "snapshot_version": answered[0].snapshot_version if answered else None,
+                "queries": len(response.results), "failed_queries": len(response.results) - len(answered)}
+    if isinstance(response, search_pb2.IndexInfo):
+        return {"snapshot_version": response.snapshot_version}
+    return {}
+
+
+def _query_text(request: Any) -> str | list[str] | None:
+    if isinstance(request, search_pb2.SearchRequest):
+        return request.query
+    if isinstance(request, search_pb2.BatchSearchRequest):
+        return [r.query for r in request.requests]
+    return None
+
+
+class TelemetryInterceptor(grpc.aio.ServerInterceptor):
+    """Wraps each SearchService RPC (health and reflection pass untouched).
+
+    Per RPC: a request id (the client's valid ``x-request-id`` or a new one)
+    set as ``search.logs.request_id`` and returned in trailing metadata, on
+    errors too; ``observer.observe_request(method, code, seconds)``; one DEBUG
+    line; one WARNING line with the stage breakdown above ``slow_query_ms``.
+    Query text is logged only when ``log_queries`` is true.
+    """
+
+    def __init__(self, *, observer: RequestObserver | None, slow_query_ms: float, log_queries: bool) -> None:
+        self._observer = observer
+        self._slow_ms = slow_query_ms
+        self._log_queries = log_queries
+
+    async def intercept_service(
+        self, continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        service, _, method = handler_call_details.method.rpartition("/")
+        if handler is None or handler.unary_unary is None or service != f"/{SERVICE_NAME}":
+            return handler
+        inner = handler.unary_unary
+
+        async def behavior(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            rid = choose_request_id(context.invocation_metadata())
+            token = request_id.set(rid)
+            context.set_trailing_metadata(((REQUEST_ID_KEY, rid),))
+            started = time.perf_counter()
+            code: grpc.StatusCode = grpc.StatusCode.UNKNOWN
+            response = None
+            try:
+                response = await inner(request, context)
+                code = context.code() or grpc.StatusCode.OK
+                return response
+            except asyncio.CancelledError:
+                code = grpc.StatusCode.CANCELLED  # the client went away or its deadline passed
+                raise
+            except BaseException:
+                code = context.code() or grpc.StatusCode.UNKNOWN  # abort() set it
+                raise
+            finally:
+                self._finish(method, code.name, time.perf_counter() - started, request, response, rid)
+                request_id.reset(token)
+
+        return grpc.unary_unary_rpc_method_handler(
+            behavior, request_deserializer=handler.request_deserializer, response_serializer=handler.response_serializer
+        )
+
+    def _finish(self, method: str, code: str, seconds: float, request: Any, response: Any, rid: str) -> None:
+        if self._observer is not None:
+            try:
+                self._observer.observe_request(method, code, seconds)
+            except Exception:
+                log.exception("request observer failed")
+        ms = seconds * 1000
+        slow = ms > self._slow_ms
+        if not slow and not log.isEnabledFor(logging.DEBUG):
+            return  # the common case at INFO pays for nothing below
+        fields: dict[str, Any] = {"method": method, "code": code, "duration_ms": round(ms, 3), "request_id": rid,
+                                  **_summary(response)}
+        if self._log_queries:
+            fields["query"] = _query_text(request)
+        log.debug("%s %s %.1f ms request_id=%s", method, code, ms, rid, extra=fields)
+        if slow:
+            stages = _stages(response)
+            log.warning("slow request: %s %s %.1f ms (over %s ms) request_id=%s stages=%s", method, code, ms,
+                        self._slow_ms, rid, stages, extra={**fields, "stages": stages, "slow_query_ms": self._slow_ms})
+
+
 def create_server(
-    service: SearchService, listen: str, *, max_receive_bytes: int = 1 << 20
+    service: SearchService, listen: str, *, max_receive_bytes: int = 1 << 20, observer: RequestObserver | None = None
 ) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
     """A grpc.aio server with search, health and reflection, bound to ``listen``; returns (server, port, health).
 
     ``listen`` may use port 0 (tests): the bound port is returned. Health
     starts NOT_SERVING; the caller flips it once the model is warm and a
-    snapshot is loaded. Raises RuntimeError when the address cannot be bound.
+    snapshot is loaded. Search RPCs go through ``TelemetryInterceptor``
+    (``observer`` gets their latency; logging follows the service's
+    ``slow_query_ms`` and ``log_queries``). Raises RuntimeError when the
+    address cannot be bound.
     """
+    s = service.settings
+    telemetry = TelemetryInterceptor(observer=observer, slow_query_ms=s.slow_query_ms, log_queries=s.log_queries)
     server = grpc.aio.server(
+        interceptors=[telemetry],
         options=[
             ("grpc.max_receive_message_length", max_receive_bytes),
             ("grpc.so_reuseport", 0),

@@ -13,7 +13,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any, Iterator, Protocol
 
 import numpy as np
 
@@ -50,7 +50,13 @@ class SearchOutcome:
     model_fingerprint: str
     tier: str
     normalized: str
-    timings_ms: dict[str, float]
+    timings_ms: dict[str, float]  # the STAGES that ran, plus "total"
+
+
+class SearchObserver(Protocol):
+    """Told about every answered search (metrics); must be quick and must not raise."""
+
+    def observe_search(self, outcome: SearchOutcome) -> None: ...
 
 
 def _result_bytes(hits: tuple[Hit, ...]) -> int:
@@ -73,6 +79,7 @@ class SearchService:
         results: ResultCache,
         batcher: MicroBatcher,
         search_executor: ThreadPoolExecutor,
+        observer: SearchObserver | None = None,
     ) -> None:
         self.settings = settings
         self.encoder = encoder
@@ -81,6 +88,7 @@ class SearchService:
         self.results = results
         self.batcher = batcher
         self._executor = search_executor
+        self._observer = observer
         self.in_flight = 0
 
     @contextmanager
@@ -119,7 +127,9 @@ class SearchService:
         Raises InvalidArgument, Unavailable (no snapshot), ResourceExhausted
         (encoder queue full) or DeadlineExceeded.
         """
-        timings = dict.fromkeys(STAGES, 0.0)
+        # Only the stages that ran get an entry: a stage histogram must not
+        # count a cache hit's skipped encode as a 0 ms encode.
+        timings: dict[str, float] = {}
         started = time.perf_counter()
         normalized, top_k = self.validate(query)
         mark = time.perf_counter()
@@ -168,12 +178,11 @@ class SearchService:
         timings["hydrate"] = (time.perf_counter() - mark) * 1000
         return hits
 
-    @staticmethod
     def _outcome(
-        hits: tuple[Hit, ...], snapshot: Snapshot, tier: str, normalized: str, timings: dict[str, float], started: float
+        self, hits: tuple[Hit, ...], snapshot: Snapshot, tier: str, normalized: str, timings: dict[str, float], started: float
     ) -> SearchOutcome:
         timings["total"] = (time.perf_counter() - started) * 1000
-        return SearchOutcome(
+        outcome = SearchOutcome(
             hits=hits,
             snapshot_version=snapshot.version,
             model_fingerprint=snapshot.fingerprint,
@@ -181,6 +190,13 @@ class SearchService:
             normalized=normalized,
             timings_ms=timings,
         )
+        if self._observer is not None:
+            try:
+                self._observer.observe_search(outcome)
+            except Exception:
+                # Metrics must never fail a query.
+                log.exception("search observer failed")
+        return outcome
 
     def index_info(self) -> dict[str, Any]:
         """What is being served. Raises Unavailable when no snapshot is loaded."""
