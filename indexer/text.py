@@ -12,7 +12,7 @@ from typing import Sequence
 
 from search.product import Product
 
-DEFAULT_FIELDS: tuple[str, ...] = ("title", "category", "brand", "attrs.base_colour")
+DEFAULT_FIELDS: tuple[str, ...] = ("title", "category", "attrs.base_colour", "attrs.gender")
 _PLAIN_FIELDS = ("title", "description", "category", "brand")
 
 
