@@ -12,6 +12,7 @@ import asyncio
 import json
 import os
 import sys
+from pathlib import Path
 from typing import Mapping, Sequence
 
 import grpc
@@ -32,6 +33,8 @@ def _cmd_serve(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     settings = load_section(
         ServiceSettings, table.get("service", {}), environ, listen=args.listen, metrics_listen=args.metrics_listen,
         metrics_public=args.metrics_public, slow_query_ms=args.slow_query_ms, log_queries=args.log_queries,
+        tls_cert=args.tls_cert, tls_key=args.tls_key, tls_client_ca=args.tls_client_ca,
+        auth_tokens_file=args.auth_tokens_file,
     )
     asyncio.run(serve_forever(Application(paths, settings)))
     return 0
@@ -44,7 +47,10 @@ def _cmd_query(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
 
     filters = make_filters(category_prefix=args.category, brands=args.brand or (), price_min=args.price_min,
                            price_max=args.price_max, in_stock=args.in_stock)
-    with SearchClient(args.target) as client:
+    root = Path(args.ca_cert).read_bytes() if args.ca_cert else None
+    pair = (Path(args.client_key).read_bytes(), Path(args.client_cert).read_bytes()) if args.client_cert else None
+    token = environ.get("SEMSEARCH_TOKEN")
+    with SearchClient(args.target, token=token, root_certificates=root, client_certificate=pair) as client:
         try:
             response = client.search(args.text, top_k=args.top_k, offset=args.offset, filters=filters, timeout=args.timeout)
         except grpc.RpcError as err:
@@ -85,6 +91,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--listen", help="HOST:PORT to bind (default: 127.0.0.1:50051)")
     serve.add_argument("--cache-dir", help="L2 embedding cache directory (default: beside the index dir)")
     serve.add_argument("--config", help="TOML config file ([paths], [service] sections)")
+    serve.add_argument("--tls-cert", help="PEM server certificate (TLS on, with --tls-key)")
+    serve.add_argument("--tls-key", help="PEM private key of the server certificate")
+    serve.add_argument("--tls-client-ca", help="PEM CA that client certificates must chain to (mutual TLS)")
+    serve.add_argument("--auth-tokens-file", help="file with accepted bearer tokens, one per line")
     serve.add_argument("--metrics-listen", metavar="HOST:PORT",
                        help="serve Prometheus metrics over HTTP here, e.g. 127.0.0.1:9464 (default: off)")
     serve.add_argument("--metrics-public", action="store_const", const=True,
@@ -107,6 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
     query.add_argument("--in-stock", type=_flag_bool, help="true or false")
     query.add_argument("--timeout", type=float, default=10.0, help="deadline in seconds (default: %(default)s)")
     query.add_argument("--json", action="store_true", help="print the response as JSON")
+    query.add_argument("--ca-cert", help="PEM CA to verify a TLS server (TLS on)")
+    query.add_argument("--client-cert", help="PEM client certificate (mutual TLS, with --client-key)")
+    query.add_argument("--client-key", help="PEM client private key")
     query.set_defaults(run=_cmd_query)
     return parser
 

@@ -32,8 +32,27 @@ class SearchClient:
     Methods raise grpc.RpcError with the server's status code and message.
     """
 
-    def __init__(self, target: str, *, metadata: Sequence[tuple[str, str]] = (), channel: grpc.Channel | None = None) -> None:
+    def __init__(
+        self,
+        target: str,
+        *,
+        metadata: Sequence[tuple[str, str]] = (),
+        channel: grpc.Channel | None = None,
+        token: str | None = None,
+        root_certificates: bytes | None = None,
+        client_certificate: tuple[bytes, bytes] | None = None,
+        server_name: str | None = None,
+    ) -> None:
+        """Plaintext by default; TLS when ``root_certificates`` is given (``client_certificate``
+        = (key PEM, cert PEM) for mutual TLS); ``token`` is sent as a bearer token."""
+        if channel is None and root_certificates is not None:
+            key, cert = client_certificate or (None, None)
+            credentials = grpc.ssl_channel_credentials(root_certificates, private_key=key, certificate_chain=cert)
+            options = [("grpc.ssl_target_name_override", server_name)] if server_name else []
+            channel = grpc.secure_channel(target, credentials, options=options)
         self.channel = channel or grpc.insecure_channel(target)
+        if token is not None:
+            metadata = (*metadata, ("authorization", f"Bearer {token}"))
         self._stub = search_pb2_grpc.SearchServiceStub(self.channel)
         self._health = health_pb2_grpc.HealthStub(self.channel)
         self._metadata = tuple(metadata)
@@ -55,7 +74,7 @@ class SearchClient:
 
     def health(self, service: str = "", *, timeout: float | None = 5.0) -> str:
         """"SERVING", "NOT_SERVING", ... for ``service`` ("" = the whole server)."""
-        response = self._health.Check(health_pb2.HealthCheckRequest(service=service), timeout=timeout)
+        response = self._health.Check(health_pb2.HealthCheckRequest(service=service), timeout=timeout, metadata=self._metadata)
         return health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
 
     def close(self) -> None:

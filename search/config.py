@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, TypeVar
 
+from search.l2_cache import MIN_L2_BYTES
+
 ENV_PREFIX = "SEMSEARCH_"
 T = TypeVar("T")
 
@@ -132,6 +134,12 @@ class ServiceSettings:
     reload_interval_s: float = 2.0
     shutdown_grace_s: float = 5.0
     max_receive_bytes: int = 1 << 20
+    # Access: TLS when cert and key are set; mutual TLS with a client CA;
+    # bearer tokens (one per line in the file) for every RPC but health.
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_client_ca: Path | None = None
+    auth_tokens_file: Path | None = None
     # Prometheus endpoint; None: off. Loopback only unless metrics_public:
     # the metrics reveal traffic volume and cache internals.
     metrics_listen: str | None = None
@@ -148,6 +156,8 @@ class ServiceSettings:
         return host.removeprefix("[").removesuffix("]"), int(port)
 
     def __post_init__(self) -> None:
+        if 0 < self.l2_bytes < MIN_L2_BYTES:
+            raise ValueError(f"l2_bytes must be 0 (off) or >= {MIN_L2_BYTES}, got {self.l2_bytes}")
         host, sep, port = self.listen.rpartition(":")
         if not sep or not host or not port.isdigit():
             raise ValueError(f"listen: expected HOST:PORT, got {self.listen!r}")

@@ -24,6 +24,7 @@ from search.errors import InvalidArgument, SemsearchError
 from search.filters import Filters
 from search.logs import request_id
 from search.proto import search_pb2, search_pb2_grpc
+from search.security import TokenAuthInterceptor
 from search.service import SearchOutcome, SearchQuery, SearchService
 
 log = logging.getLogger(__name__)
@@ -267,7 +268,13 @@ class TelemetryInterceptor(grpc.aio.ServerInterceptor):
 
 
 def create_server(
-    service: SearchService, listen: str, *, max_receive_bytes: int = 1 << 20, observer: RequestObserver | None = None
+    service: SearchService,
+    listen: str,
+    *,
+    max_receive_bytes: int = 1 << 20,
+    observer: RequestObserver | None = None,
+    credentials: grpc.ServerCredentials | None = None,
+    tokens: frozenset[str] | None = None,
 ) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
     """A grpc.aio server with search, health and reflection, bound to ``listen``; returns (server, port, health).
 
@@ -276,12 +283,20 @@ def create_server(
     snapshot is loaded. Search RPCs go through ``TelemetryInterceptor``
     (``observer`` gets their latency; logging follows the service's
     ``slow_query_ms`` and ``log_queries``). Raises RuntimeError when the
-    address cannot be bound.
+    address cannot be bound. With ``credentials`` the port speaks TLS; with
+    ``tokens`` every RPC but health needs a bearer token. gRPC itself refuses
+    RPCs past ``max_in_flight`` plus a little headroom (health, reflection)
+    before they reach Python: when the event loop is the bottleneck, shedding
+    in a handler would come too late.
     """
     s = service.settings
     telemetry = TelemetryInterceptor(observer=observer, slow_query_ms=s.slow_query_ms, log_queries=s.log_queries)
+    interceptors: list[grpc.aio.ServerInterceptor] = [telemetry]
+    if tokens:
+        interceptors.append(TokenAuthInterceptor(tokens))
     server = grpc.aio.server(
-        interceptors=[telemetry],
+        interceptors=interceptors,
+        maximum_concurrent_rpcs=s.max_in_flight + _RPC_HEADROOM,
         options=[
             ("grpc.max_receive_message_length", max_receive_bytes),
             ("grpc.so_reuseport", 0),
@@ -292,12 +307,13 @@ def create_server(
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME)
     reflection.enable_server_reflection(names, server)
-    port = server.add_insecure_port(listen)
+    port = server.add_secure_port(listen, credentials) if credentials is not None else server.add_insecure_port(listen)
     if port == 0:
         raise RuntimeError(f"cannot listen on {listen}")
     return server, port, health_servicer
 
 
+_RPC_HEADROOM = 16
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 SERVING = health_pb2.HealthCheckResponse.SERVING
 

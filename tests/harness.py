@@ -32,7 +32,13 @@ class RunningService:
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, name="test-service-loop", daemon=True)
         self._thread.start()
-        self.port = self.run(self.app.start())
+        try:
+            self.port = self.run(self.app.start())
+        except BaseException:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(10)
+            self.loop.close()
+            raise
         self.target = f"127.0.0.1:{self.port}"
 
     def run(self, coroutine: Coroutine[Any, Any, Any], timeout: float = 60) -> Any:
