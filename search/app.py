@@ -22,10 +22,12 @@ from search.cache import L1Cache, LayeredCache, ResultCache
 from search.config import Paths, ServiceSettings
 from search.encoder import OnnxEncoder
 from search.l2_cache import L2Cache
-from search.metrics import Metrics, PartsCollector
+from search.drift import REFERENCE_FILE, DriftMonitor, DriftSettings, Reference
+from search.metrics import DriftCollector, Metrics, PartsCollector
 from search.security import read_tokens, server_credentials
 from search.server import NOT_SERVING, SERVING, create_server, set_health
 from search.service import SearchService
+from search.snapshot import Snapshot
 from search.snapshot_manager import SnapshotManager
 
 log = logging.getLogger(__name__)
@@ -75,15 +77,20 @@ class Application:
         self.batcher.start()
         self.snapshots = SnapshotManager(self.paths.index_dir, fingerprint=self.encoder.fingerprint)
         self._executor = ThreadPoolExecutor(max_workers=s.search_threads, thread_name_prefix="semsearch-search")
+        self.drift = DriftMonitor(DriftSettings(
+            window=s.drift_window, warn_psi=s.drift_warn_psi, alert_psi=s.drift_alert_psi, no_hit_floor=s.drift_no_hit_floor,
+        ))
         self.service = SearchService(
             settings=s, encoder=self.encoder, snapshots=self.snapshots, embeddings=self.embeddings,
             results=self.results, batcher=self.batcher, search_executor=self._executor, observer=self.metrics,
+            drift=self.drift, token_stats=self.encoder.token_stats,
         )
         caches = {"result": self.results, **({"l1": l1} if l1 else {}), **({"l2": l2} if l2 else {})}
         self.metrics.register_collector(PartsCollector(
             batcher=self.batcher, embeddings=self.embeddings, caches=caches, snapshots=self.snapshots,
             in_flight=lambda: self.service.in_flight,
         ))
+        self.metrics.register_collector(DriftCollector(self.drift))
         self.server, self.port, self.health = create_server(
             self.service, s.listen, max_receive_bytes=s.max_receive_bytes, observer=self.metrics,
             credentials=credentials, tokens=tokens,
@@ -107,6 +114,7 @@ class Application:
         swapped = await asyncio.get_running_loop().run_in_executor(None, self.snapshots.reload)
         if swapped:
             self.results.clear()
+            self.drift.reset(_drift_reference(self.snapshots.current))
             if not self._serving:
                 self._serving = True
                 await set_health(self.health, SERVING)
@@ -158,6 +166,18 @@ class Application:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
+
+
+def _drift_reference(snapshot: Snapshot | None) -> Reference | None:
+    """The snapshot's drift reference; None (learn from live queries) when absent or unreadable."""
+    path = None if snapshot is None else snapshot.path / REFERENCE_FILE
+    if path is None or not path.is_file():
+        return None
+    try:
+        return Reference.from_file(path)
+    except (OSError, ValueError) as err:
+        log.warning("drift reference %s unusable (%s); learning one from live queries", path, err)
+        return None
 
 
 async def serve_forever(app: Application) -> None:

@@ -140,6 +140,11 @@ class ServiceSettings:
     tls_key: Path | None = None
     tls_client_ca: Path | None = None
     auth_tokens_file: Path | None = None
+    # Drift: live window size and PSI thresholds (see search/drift.py for why not 0.1/0.25).
+    drift_window: int = 500
+    drift_warn_psi: float = 0.5
+    drift_alert_psi: float = 1.0
+    drift_no_hit_floor: float = 0.3
     # Prometheus endpoint; None: off. Loopback only unless metrics_public:
     # the metrics reveal traffic volume and cache internals.
     metrics_listen: str | None = None

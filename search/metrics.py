@@ -29,6 +29,7 @@ from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamil
 from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
+    from search.drift import DriftMonitor
     from wsgiref.simple_server import WSGIServer
 
     from search.batcher import BatcherStats
@@ -263,3 +264,24 @@ def _cache_metrics(caches: Mapping[str, _Stats]) -> Iterator[Metric]:
         if tier == "l2":
             yield _counter("semsearch_l2_errors_total", "L2 cache storage errors (the tier degrades to a miss)", stats.errors)
     yield from (size, evictions)
+
+
+class DriftCollector:
+    """Drift figures at scrape time: the state as a one-hot gauge, PSI per signal."""
+
+    def __init__(self, monitor: "DriftMonitor") -> None:
+        self._monitor = monitor
+
+    def collect(self) -> Iterator[Metric]:
+        from search.drift import STATES
+
+        report = self._monitor.report
+        state = GaugeMetricFamily("semsearch_drift_state", "query drift state (1 for the current one)", labels=["state"])
+        for name in STATES:
+            state.add_metric([name], 1.0 if report.state == name else 0.0)
+        yield state
+        psi = GaugeMetricFamily("semsearch_drift_psi", "PSI of live query signals against the reference", labels=["signal"])
+        for signal, value in report.psi.items():
+            psi.add_metric([signal], value)
+        yield psi
+        yield _counter("semsearch_drift_state_changes_total", "drift state changes", self._monitor.state_changes)

@@ -13,7 +13,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Protocol
+from typing import Any, Callable, Iterator, Protocol
 
 import numpy as np
 
@@ -21,6 +21,7 @@ from search.batcher import MicroBatcher
 from search.cache import LayeredCache, ResultCache, embedding_key
 from search.config import ServiceSettings
 from search.encoder import Encoder
+from search.drift import DriftMonitor, query_signals
 from search.errors import DeadlineExceeded, InvalidArgument, ResourceExhausted
 from search.filters import Filters
 from search.normalize import NORMALIZATION_VERSION, normalize
@@ -80,8 +81,12 @@ class SearchService:
         batcher: MicroBatcher,
         search_executor: ThreadPoolExecutor,
         observer: SearchObserver | None = None,
+        drift: DriftMonitor | None = None,
+        token_stats: Callable[[list[str]], list[tuple[int, int]]] | None = None,
     ) -> None:
         self.settings = settings
+        self.drift = drift
+        self._token_stats = token_stats
         self.encoder = encoder
         self.snapshots = snapshots
         self.embeddings = embeddings
@@ -143,6 +148,8 @@ class SearchService:
             vector, tier = await self._embedding(normalized, deadline, timings)
             hits = await self._find(snapshot, vector, top_k, query, deadline, timings)
             self.results.put(result_key, hits, _result_bytes(hits))
+            if query.filters.is_empty and query.offset == 0:
+                self._observe_drift(normalized, hits)
             return self._outcome(hits, snapshot, tier, normalized, timings, started)
 
     async def _embedding(self, normalized: str, deadline: float | None, timings: dict[str, float]) -> tuple[np.ndarray, str]:
@@ -178,6 +185,20 @@ class SearchService:
         timings["hydrate"] = (time.perf_counter() - mark) * 1000
         return hits
 
+    def _observe_drift(self, normalized: str, hits: tuple[Hit, ...]) -> None:
+        """Feed the drift monitor: unfiltered first pages only, whose scores mean the same thing.
+
+        Result-cache answers never get here, so repeats of a head query count once.
+        """
+        if self.drift is None or self._token_stats is None:
+            return
+        try:
+            tokens, unknown = self._token_stats([normalized])[0]
+            scores = [h.score for h in hits]
+            self.drift.observe(query_signals(scores, tokens, unknown, no_hit_floor=self.drift.settings.no_hit_floor))
+        except Exception:
+            log.exception("drift observation failed")
+
     def _outcome(
         self, hits: tuple[Hit, ...], snapshot: Snapshot, tier: str, normalized: str, timings: dict[str, float], started: float
     ) -> SearchOutcome:
@@ -212,4 +233,11 @@ class SearchService:
                 "dimension": int(manifest.get("dimension", 0)),
                 "normalization_version": NORMALIZATION_VERSION,
                 "max_top_k": self.settings.max_top_k,
+                **self._drift_info(),
             }
+
+    def _drift_info(self) -> dict[str, Any]:
+        if self.drift is None:
+            return {}
+        report = self.drift.report
+        return {"drift_state": report.state, "drift_psi": dict(report.psi), "drift_reference": report.reference}

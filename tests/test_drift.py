@@ -105,3 +105,28 @@ def test_reference_queries_file_formats(tmp_path: Path) -> None:
     (tmp_path / "q.txt").write_text("red shoes\n\nblue bag\n")
     (tmp_path / "q.tsv").write_text("qid\tquery\n1\tred shoes\n2\tblue bag\n")
     assert read_reference_queries(tmp_path / "q.txt") == read_reference_queries(tmp_path / "q.tsv") == ["red shoes", "blue bag"]
+
+
+@pytest.mark.model
+def test_the_service_reports_drift_in_index_info_and_metrics(tmp_path: Path, model_dir: Path) -> None:
+    from search.config import Paths, ServiceSettings
+    from tests.harness import RunningService, build_index
+
+    index_dir = build_index(tmp_path / "index", model_dir, 300)
+    paths = Paths(index_dir=index_dir, model_dir=model_dir, cache_dir=tmp_path / "l2")
+    claims = list(read_queries(DATA / "scifact" / "queries_dev.tsv").values()) if (DATA / "scifact").is_dir() else []
+    if len(claims) < 120:
+        pytest.skip("../shared/data is not beside the checkout")
+    fashion = [f"{colour} {thing}" for colour in ("red", "blue", "black", "white", "green", "pink") for thing in
+               ("shirt", "shoes", "kurta", "watch", "bag", "jeans", "tshirt", "dress", "sandals", "cap")]
+    with RunningService(paths, ServiceSettings(drift_window=60), metrics=True) as running, running.client() as client:
+        assert client.index_info().drift_reference == "learning"
+        for query in fashion:  # the first 60 distinct queries become the reference
+            client.search(query)
+        info = client.index_info()
+        assert info.drift_reference == "first live queries" and info.drift_state == "ok"
+        for claim in claims[:60]:
+            client.search(claim)
+        info = client.index_info()
+        assert info.drift_state == "alert" and max(info.drift_psi.values()) >= 1.0
+        assert 'semsearch_drift_state{state="alert"} 1.0' in running.scrape()

@@ -135,7 +135,7 @@ class GetIndexInfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class IndexInfo(_message.Message):
-    __slots__ = ("snapshot_version", "product_count", "model_fingerprint", "index_type", "index_params", "created", "dimension", "normalization_version", "max_top_k")
+    __slots__ = ("snapshot_version", "product_count", "model_fingerprint", "index_type", "index_params", "created", "dimension", "normalization_version", "max_top_k", "drift_state", "drift_psi", "drift_reference")
     class IndexParamsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -143,6 +143,13 @@ class IndexInfo(_message.Message):
         key: str
         value: str
         def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class DriftPsiEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
     SNAPSHOT_VERSION_FIELD_NUMBER: _ClassVar[int]
     PRODUCT_COUNT_FIELD_NUMBER: _ClassVar[int]
     MODEL_FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
@@ -152,6 +159,9 @@ class IndexInfo(_message.Message):
     DIMENSION_FIELD_NUMBER: _ClassVar[int]
     NORMALIZATION_VERSION_FIELD_NUMBER: _ClassVar[int]
     MAX_TOP_K_FIELD_NUMBER: _ClassVar[int]
+    DRIFT_STATE_FIELD_NUMBER: _ClassVar[int]
+    DRIFT_PSI_FIELD_NUMBER: _ClassVar[int]
+    DRIFT_REFERENCE_FIELD_NUMBER: _ClassVar[int]
     snapshot_version: int
     product_count: int
     model_fingerprint: str
@@ -161,4 +171,7 @@ class IndexInfo(_message.Message):
     dimension: int
     normalization_version: int
     max_top_k: int
-    def __init__(self, snapshot_version: _Optional[int] = ..., product_count: _Optional[int] = ..., model_fingerprint: _Optional[str] = ..., index_type: _Optional[str] = ..., index_params: _Optional[_Mapping[str, str]] = ..., created: _Optional[str] = ..., dimension: _Optional[int] = ..., normalization_version: _Optional[int] = ..., max_top_k: _Optional[int] = ...) -> None: ...
+    drift_state: str
+    drift_psi: _containers.ScalarMap[str, float]
+    drift_reference: str
+    def __init__(self, snapshot_version: _Optional[int] = ..., product_count: _Optional[int] = ..., model_fingerprint: _Optional[str] = ..., index_type: _Optional[str] = ..., index_params: _Optional[_Mapping[str, str]] = ..., created: _Optional[str] = ..., dimension: _Optional[int] = ..., normalization_version: _Optional[int] = ..., max_top_k: _Optional[int] = ..., drift_state: _Optional[str] = ..., drift_psi: _Optional[_Mapping[str, float]] = ..., drift_reference: _Optional[str] = ...) -> None: ...
