@@ -12,7 +12,7 @@ Command:
 3. Soak: 10 minutes (--quick: 40 s) of mixed closed-loop traffic (Zipf stream
    plus never-seen queries) with a catalog upsert every minute (--quick: every
    10 s) that the service hot-swaps. Zero failed requests outside shedding; RSS
-   growth from the first to the last minute under 5%.
+   growth from the second minute (caches full by then) to the last under 5%.
 Server: `semsearch serve` with max_in_flight 64 over the fashion index
 (--quick: the bundled sample). Loopback only.
 """
@@ -98,7 +98,9 @@ def main(argv: list[str] | None = None) -> int:
     index_dir = work / "index"
     subprocess.run(["cp", "-r", str(base_index), str(index_dir)], check=True)
     stream = FASHION / "query_stream_dev.txt"
-    server = Server(index_dir, work / "cache", max_in_flight=64, reload_interval_s=1.0)
+    # Small caches, so they are full within the first soak window and RSS growth after it means a leak.
+    server = Server(index_dir, work / "cache", max_in_flight=64, reload_interval_s=1.0,
+                    l1_bytes=8 << 20, result_cache_bytes=4 << 20)
     rss = RssSampler(server.process.pid)
     try:
         capacity = load(server.target, stream, 32, 5.0, warmup=500)["qps"]
@@ -139,7 +141,8 @@ def main(argv: list[str] | None = None) -> int:
         server.stop()
 
     window = min(60.0, soak_s / 4)
-    first = rss.between(soak_started, soak_started + window)
+    # The first window warms the caches; growth is measured from the second window to the last.
+    first = rss.between(soak_started + window, soak_started + 2 * window)
     last = rss.between(soak_ended - window, soak_ended)
     growth = (sum(last) / len(last)) / (sum(first) / len(first)) - 1 if first and last else float("nan")
     soak_failures = sum(n for r in soak for code, n in r["errors"].items() if code != "RESOURCE_EXHAUSTED")
@@ -161,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
         ("recovery after the load stops", f"{recovered:.2f} s", "<= 1 s", recovered <= 1.0),
         ("soak: failed requests outside shedding", str(soak_failures), "0", soak_failures == 0),
         ("soak: snapshots hot-swapped", f"{reloads} upserts, final v{final_version}", f"v{1 + reloads}", final_version == 1 + reloads),
-        ("soak: RSS growth first -> last window", f"{growth:+.1%}", "< 5%", growth < 0.05),
+        ("soak: RSS growth 2nd -> last window", f"{growth:+.1%}", "< 5%", growth < 0.05),
     ]
     print()
     print(table(["bar", "measured", "target", "met"], [[a, b, c, "yes" if d else "NO"] for a, b, c, d in checks]))
