@@ -10,6 +10,7 @@ import numpy as np
 
 from indexer.snapshots import set_current
 from search.errors import SnapshotError, Unavailable
+from search.evaluation import ann_recall
 from search.snapshot import open_snapshot
 from search.snapshot_dir import current_path, list_versions, read_manifest, snapshot_name, snapshots_dir
 
@@ -73,7 +74,8 @@ class Verification:
 def verify(index_dir: Path, *, sample: int = 500, recall_floor: float = 0.95, seed: int = 0) -> Verification:
     """Checksums and counts of the current snapshot, and the ANN index's recall@10 against exact search.
 
-    The recall sample uses stored product vectors as queries. A recall below
+    The recall sample uses stored product vectors as queries; products
+    with the same vector tie, and a tie counts as found. A recall below
     ``recall_floor`` is reported as a problem.
     """
     path = _require_current(index_dir)
@@ -93,10 +95,9 @@ def verify(index_dir: Path, *, sample: int = 500, recall_floor: float = 0.95, se
         rows = rng.choice(n, size=min(sample, n), replace=False)
         queries = snapshot.index.reconstruct(rows)
         k = min(10, n)
-        _, approximate = snapshot.index.search(queries, k)
-        _, exact = snapshot.index.search_exact(queries, k)
-        hits = sum(len(set(a.tolist()) & set(e.tolist())) for a, e in zip(approximate, exact))
-        result.recall_at_10 = hits / (len(rows) * k)
+        approximate, _ = snapshot.index.search(queries, k)
+        exact, _ = snapshot.index.search_exact(queries, k)
+        result.recall_at_10 = ann_recall(exact, approximate, k)
         result.sample = len(rows)
         if result.recall_at_10 < recall_floor:
             result.problems.append(f"recall@10 {result.recall_at_10:.3f} below {recall_floor}")

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
 
+import numpy as np
+
 Qrels = Mapping[str, Mapping[str, int]]  # query id -> doc id -> relevance grade
 
 
@@ -75,3 +77,15 @@ def evaluate(run: Mapping[str, Sequence[str]], qrels: Qrels, *, recall_min_grade
     ndcg = sum(ndcg_at_k(run[q], qrels[q], 10) for q in judged) / len(judged)
     recall = sum(recall_at_k(run[q], qrels[q], 100, min_grade=recall_min_grade) for q in judged) / len(judged)
     return Quality(ndcg, recall, len(judged))
+
+
+def ann_recall(exact_scores: np.ndarray, approximate_scores: np.ndarray, k: int, *, tolerance: float = 1e-5) -> float:
+    """Recall@k of an approximate search against exact search, counting ties as found.
+
+    A returned item counts when its score reaches the exact k-th score: in a
+    catalog where many products share one text (hence one vector), comparing
+    id sets would call an equally good product a miss.
+    """
+    kth = exact_scores[:, k - 1 : k]
+    found = np.minimum((approximate_scores[:, :k] >= kth - tolerance).sum(axis=1), k)
+    return float(found.mean() / k)

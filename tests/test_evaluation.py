@@ -45,3 +45,14 @@ def test_readers_parse_beir_tsv(tmp_path: Path) -> None:
     (tmp_path / "r.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td1\t2\nq1\td2\t1\n")
     assert read_queries(tmp_path / "q.tsv") == {"q1": "red shoes", "q2": 'blue "quoted" bag'}
     assert read_qrels(tmp_path / "r.tsv") == {"q1": {"d1": 2, "d2": 1}}
+
+
+def test_ann_recall_counts_ties_as_found() -> None:
+    import numpy as np
+
+    from search.evaluation import ann_recall
+
+    exact = np.array([[0.9, 0.8, 0.8, 0.7]])
+    assert ann_recall(exact, np.array([[0.9, 0.8, 0.8, 0.7]]), 3) == 1.0  # same scores, any ids
+    assert ann_recall(exact, np.array([[0.9, 0.8, 0.6, 0.5]]), 3) == pytest.approx(2 / 3)
+    assert ann_recall(exact, np.array([[0.7, 0.6, -np.inf, -np.inf]]), 3) == 0.0
