@@ -4,8 +4,8 @@ Command:
     .venv/bin/python bench/encoder.py [--quick] [--json PATH] [--threads 1,2]
 
 Per thread count (same texts for every backend): single-query p50/p99 latency on
-short shopping queries (backends interleaved query by query, so machine noise
-hits all three alike), items/s at batch 32 on product titles and descriptions.
+short shopping queries (each backend in blocks, three rounds in rotating order,
+so drift hits all three alike), items/s at batch 32 on product titles and descriptions.
 Once: model size on disk, cosine to the PyTorch FP32 vectors, and nDCG@10 /
 Recall@100 with exact search for ORT FP32 vs INT8 on SciFact and the fashion
 catalog. Bars (issue 2), at 2 threads: INT8 p50 >= 10x faster than PyTorch and
@@ -78,16 +78,25 @@ def load_texts(quick: bool) -> dict[str, list[str]]:
     return {"queries": queries[:n_single], "titles": titles[:n_titles], "descriptions": descriptions[:n_desc]}
 
 
-def single_query_latency(encoders: dict, queries: list[str]) -> dict[str, dict[str, float]]:
+def single_query_latency(encoders: dict, queries: list[str], rounds: int = 3) -> dict[str, dict[str, float]]:
+    """p50/p99 of one-query encodes, in blocks: each backend runs all queries, in rotating order.
+
+    Not interleaved query by query: PyTorch's OpenMP threads keep spinning for
+    a while after each call and would steal the cores from the next backend.
+    A pause between blocks lets them sleep; rotating the order spreads drift.
+    """
     samples: dict[str, list[float]] = {name: [] for name in encoders}
-    for query in queries[:20]:  # warm-up, excluded
-        for encoder in encoders.values():
-            encoder.encode([query])
-    for query in queries:
-        for name, encoder in encoders.items():
-            started = time.perf_counter()
-            encoder.encode([query])
-            samples[name].append(time.perf_counter() - started)
+    names = list(encoders)
+    for round_ in range(rounds):
+        for name in names[round_ % len(names):] + names[: round_ % len(names)]:
+            encoder = encoders[name]
+            time.sleep(0.5)
+            for query in queries[:10]:  # warm-up, excluded
+                encoder.encode([query])
+            for query in queries:
+                started = time.perf_counter()
+                encoder.encode([query])
+                samples[name].append(time.perf_counter() - started)
     return {name: percentiles(s) for name, s in samples.items()}
 
 

@@ -18,7 +18,7 @@ class IndexerSettings:
     exact_below: int = 20_000
     hnsw_m: int = 32
     ef_construction: int = 200
-    ef_search: int = 64
+    ef_search: int = 128
     encode_batch_size: int = 32
     encoder_threads: int | None = None
     verify_sample: int = 500
