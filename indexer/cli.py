@@ -38,7 +38,9 @@ def _indexer(args: argparse.Namespace, environ: Mapping[str, str]) -> Any:
     from indexer.ingest import Indexer
 
     paths, settings = _settings(args, environ)
-    return Indexer(paths, settings, allow_quality_drop=getattr(args, "allow_quality_drop", False))
+    flag = getattr(args, "text_fields", None)
+    return Indexer(paths, settings, allow_quality_drop=getattr(args, "allow_quality_drop", False),
+                   text_fields_override=settings.text_fields if flag else None)
 
 
 def _print_change(report: Any) -> int:

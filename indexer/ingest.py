@@ -31,18 +31,27 @@ from indexer.vector_cache import VectorCache, text_key
 from search.config import Paths
 from search.encoder import Encoder, OnnxEncoder
 from search.drift import REFERENCE_FILE
-from search.errors import InvalidArgument
+from search.errors import InvalidArgument, SnapshotError, Unavailable
 from search.index import IndexSpec, VectorIndex, build_index, choose_spec, write_index
 from search.model_card import ModelCard, load_card
 from search.product import Product
 from search.product_store import write_product_store
-from search.snapshot import INDEX_FILE, STORE_FILE, open_current
-from search.snapshot_dir import current_path
+from search.snapshot import INDEX_FILE, STORE_FILE, open_snapshot
+from search.snapshot_dir import current_path, current_version
 
 log = logging.getLogger(__name__)
 
 VECTOR_CACHE = "vectors.sqlite"
 ENCODE_CHUNK = 1024  # vectors are stored after each chunk, so a crash keeps finished work
+
+
+@dataclass(frozen=True)
+class _Base:
+    """What a command read of the live snapshot before changing it."""
+
+    version: int | None
+    manifest: dict | None
+    products: list[Product]
 
 
 @dataclass
@@ -96,10 +105,12 @@ class Indexer:
         encoder_factory: Callable[[ModelCard], Encoder] | None = None,
         stderr: TextIO | None = None,
         allow_quality_drop: bool = False,
+        text_fields_override: tuple[str, ...] | None = None,
     ) -> None:
         self.paths = paths
         self.settings = settings
         self.allow_quality_drop = allow_quality_drop
+        self.text_fields_override = text_fields_override
         self._encoder: Encoder | None = None
         self.stderr = stderr if stderr is not None else sys.stderr
         self._encoder_factory = encoder_factory or (
@@ -110,15 +121,17 @@ class Indexer:
 
     def ingest(self, catalog: Path, *, max_bad: int | None = None) -> ChangeReport:
         """Make ``catalog`` the whole catalog."""
+        base = self._current()
         products, bad, rows = self._read(catalog, max_bad)
         if not products:
             raise InvalidArgument(f"{catalog}: no valid products ({len(bad)} bad rows); nothing was published")
-        return self._publish("ingest", products, source=str(catalog), bad=len(bad), rows=rows)
+        return self._publish("ingest", products, base, source=str(catalog), bad=len(bad), rows=rows)
 
     def upsert(self, catalog: Path, *, max_bad: int | None = None) -> ChangeReport:
         """Add the products of ``catalog``, replacing those with the same id."""
+        base = self._current(with_products=True)
         products, bad, rows = self._read(catalog, max_bad)
-        current = self._current_products()
+        current = base.products
         position = {p.id: i for i, p in enumerate(current)}
         merged = list(current)
         for product in products:
@@ -127,21 +140,24 @@ class Indexer:
             else:
                 position[product.id] = len(merged)
                 merged.append(product)
-        return self._publish("upsert", merged, source=str(catalog), bad=len(bad), rows=rows)
+        if not merged:
+            raise InvalidArgument(f"{catalog}: no valid products ({len(bad)} bad rows); nothing was published")
+        return self._publish("upsert", merged, base, source=str(catalog), bad=len(bad), rows=rows)
 
     def delete(self, ids: Sequence[str]) -> ChangeReport:
         """Remove the products with these ids; unknown ids are reported, not an error."""
-        current = self._current_products()
+        base = self._current(with_products=True, required=True)
         doomed = set(ids)
-        known = {p.id for p in current}
-        kept = [p for p in current if p.id not in doomed]
-        report = self._publish("delete", kept, source=f"{len(doomed)} ids", bad=0, rows=len(doomed))
+        known = {p.id for p in base.products}
+        kept = [p for p in base.products if p.id not in doomed]
+        report = self._publish("delete", kept, base, source=f"{len(doomed)} ids", bad=0, rows=len(doomed))
         report.not_found = sorted(doomed - known)
         return report
 
     def rebuild(self, spec: IndexSpec) -> ChangeReport:
         """Rebuild the current catalog with another index type or parameters, without encoding."""
-        return self._publish("rebuild", self._current_products(), source="current snapshot", bad=0, rows=0, spec=spec)
+        base = self._current(with_products=True, required=True)
+        return self._publish("rebuild", base.products, base, source="current snapshot", bad=0, rows=0, spec=spec)
 
     # -- steps ----------------------------------------------------------
 
@@ -156,12 +172,17 @@ class Indexer:
         products = list(read_catalog(catalog, limits=Limits(), max_bad=limit, on_bad=report))
         return products, bad, len(products) + len(bad)
 
-    def _current_products(self) -> list[Product]:
-        if current_path(self.paths.index_dir) is None:
-            return []
-        snapshot = open_current(self.paths.index_dir, verify=False)
+    def _current(self, *, with_products: bool = False, required: bool = False) -> _Base:
+        """The live snapshot's version, manifest and (optionally) products, read together."""
+        path = current_path(self.paths.index_dir)
+        if path is None:
+            if required:
+                raise Unavailable(f"no snapshot in {self.paths.index_dir} yet; run: semsearch-index ingest CATALOG")
+            return _Base(version=None, manifest=None, products=[])
+        snapshot = open_snapshot(path, verify=False)
         try:
-            return snapshot.store.get_many(range(len(snapshot.store)))
+            products = snapshot.store.get_many(range(len(snapshot.store))) if with_products else []
+            return _Base(version=snapshot.version, manifest=snapshot.manifest, products=products)
         finally:
             snapshot.close()
 
@@ -170,16 +191,17 @@ class Indexer:
         return choose_spec(n, exact_below=s.exact_below, m=s.hnsw_m, ef_construction=s.ef_construction, ef_search=s.ef_search)
 
     def _publish(
-        self, operation: str, products: list[Product], *, source: str, bad: int, rows: int, spec: IndexSpec | None = None
+        self, operation: str, products: list[Product], base: _Base, *, source: str, bad: int, rows: int,
+        spec: IndexSpec | None = None,
     ) -> ChangeReport:
         started = time.perf_counter()
         card = load_card(self.paths.model_dir)
         fingerprint = card.fingerprint("int8")
-        spec = spec or self._spec_for(len(products))
-        texts = [compose_text(p, self.settings.text_fields) for p in products]
+        previous = base.manifest
+        fields, spec, explicit = self._carried_settings(operation, previous, len(products), spec)
+        texts = [compose_text(p, fields) for p in products]
         catalog_hash = _catalog_hash(products, texts, fingerprint, spec)
         report = ChangeReport(operation=operation, products=len(products), bad_rows=bad, rows=rows)
-        previous = self._current_manifest()
         if previous is not None and previous.get("catalog_hash") == catalog_hash:
             report.reused = len(texts)
             report.seconds = time.perf_counter() - started
@@ -192,6 +214,13 @@ class Indexer:
         self.paths.index_dir.mkdir(parents=True, exist_ok=True)
         vectors = self._vectors(card, texts, report)
         with staging(self.paths.index_dir) as stage:
+            # Under the writer lock: a change published since this command read
+            # the catalog would otherwise be silently undone.
+            if current_version(self.paths.index_dir) != base.version:
+                raise SnapshotError(
+                    f"{self.paths.index_dir} changed while this command ran (it read v{base.version}, "
+                    f"now v{current_version(self.paths.index_dir)}); nothing was published, run it again"
+                )
             index = build_index(vectors, spec)
             quality = self._quality_gate(card, index, spec, products, previous, report)
             write_index(index, stage / INDEX_FILE)
@@ -207,7 +236,8 @@ class Indexer:
                 "dimension": card.dimension,
                 "counts": {"products": len(products)},
                 "index": spec.to_dict(),
-                "text_fields": list(self.settings.text_fields),
+                "text_fields": list(fields),
+                "index_explicit": explicit,
                 "catalog_hash": catalog_hash,
                 "operation": {"kind": operation, "source": source, "encoded": report.encoded,
                               "reused": report.reused, "bad_rows": bad, "rows": rows},
@@ -218,6 +248,24 @@ class Indexer:
         report.version = int(path.name.lstrip("v"))
         report.seconds = time.perf_counter() - started
         return report
+
+    def _carried_settings(
+        self, operation: str, previous: dict | None, n: int, spec: IndexSpec | None
+    ) -> tuple[tuple[str, ...], IndexSpec, bool]:
+        """Text fields, index spec, and whether the spec was chosen explicitly.
+
+        ``ingest`` applies the settings. Other changes keep what the live
+        snapshot was built with: its text fields unless ``--text-fields`` was
+        given, and an index spec set by ``rebuild`` until the next ingest.
+        """
+        if operation == "ingest" or previous is None:
+            return self.settings.text_fields, spec or self._spec_for(n), spec is not None
+        fields = self.text_fields_override or tuple(previous.get("text_fields") or self.settings.text_fields)
+        if spec is not None:
+            return fields, spec, True
+        if previous.get("index_explicit"):
+            return fields, IndexSpec.from_dict(previous["index"]), True
+        return fields, self._spec_for(n), False
 
     def _encoder_for(self, card: ModelCard) -> Encoder:
         if self._encoder is None:
@@ -238,12 +286,6 @@ class Indexer:
         if note:
             report.notes.append(note)
         return quality
-
-    def _current_manifest(self) -> dict | None:
-        from search.snapshot_dir import read_manifest
-
-        path = current_path(self.paths.index_dir)
-        return None if path is None else read_manifest(path)
 
     def _vectors(self, card: ModelCard, texts: list[str], report: ChangeReport) -> np.ndarray:
         """One vector per text, from the cache or encoded now (and then cached)."""

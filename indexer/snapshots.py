@@ -141,6 +141,8 @@ def staging(index_dir: Path) -> Iterator[Path]:
         for path in _clean_leftovers(index_dir):
             log.info("removed leftover %s", path)
         work = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=index_dir))
+        # mkdtemp makes it 0700; a service running as another user must read the snapshot.
+        work.chmod(0o755)
         try:
             yield work
         finally:

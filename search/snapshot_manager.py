@@ -46,6 +46,7 @@ class SnapshotManager:
         self.swaps = 0
         self.refusals = 0
         self.last_error: str | None = None
+        self._closed = False
 
     @property
     def current(self) -> Snapshot | None:
@@ -58,9 +59,11 @@ class SnapshotManager:
         Never raises for a bad snapshot: it is refused and logged once.
         """
         with self._reload_lock:
+            if self._closed:
+                return False
             try:
                 path = current_path(self.index_dir)
-            except SnapshotError as err:
+            except (SnapshotError, OSError) as err:
                 self._refuse(None, str(err))
                 return False
             live = self._current
@@ -68,14 +71,18 @@ class SnapshotManager:
                 return False
             try:
                 snapshot = self._opener(path, expected_fingerprint=self.fingerprint, verify=True)
-            except SnapshotError as err:
+            except (SnapshotError, OSError) as err:  # OSError: e.g. a file it may not read
                 self._refuse(path, str(err))
+                return False
+            if self._closed:  # shut down while this snapshot was being verified
+                snapshot.close()
                 return False
             self._swap(snapshot)
             return True
 
     def _refuse(self, path: Path | None, message: str) -> None:
-        if path is not None and path == self._refused:
+        # Log once per refused snapshot (or once per broken CURRENT), not every reload.
+        if (path is not None and path == self._refused) or (path is None and message == self.last_error):
             return
         self._refused = path
         self.refusals += 1
@@ -122,7 +129,8 @@ class SnapshotManager:
                         retired.close()
 
     def close(self) -> None:
-        with self._lock:
+        self._closed = True
+        with self._reload_lock, self._lock:
             current, self._current = self._current, None
             for snapshot in [*self._retired.values(), *([current] if current else [])]:
                 snapshot.close()

@@ -18,6 +18,7 @@ import pytest
 from indexer.cli import main as cli
 from indexer.snapshot_admin import verify
 from search.filters import Filters, split_category
+from search.product import Product
 from search.model_card import CARD_NAME
 from search.snapshot import open_current
 from search.snapshot_dir import current_path, list_versions
@@ -247,3 +248,42 @@ def test_kill_minus_nine_mid_ingest_leaves_a_loadable_current(tmp_path: Path, en
     assert cli(["ingest", str(first)], env) == 0
     index_dir = Path(env["SEMSEARCH_INDEX_DIR"])
     assert not [p for p in index_dir.iterdir() if p.name.startswith(".staging-")]
+
+
+def test_changes_keep_the_live_text_fields_and_an_explicit_index(catalog: Path, tmp_path: Path, env: dict[str, str],
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli(["ingest", str(catalog), "--text-fields", "title,brand"], env) == 0
+    assert cli(["rebuild", "--index-type", "hnsw", "--ef-search", "200"], env) == 0
+    rows = _sample_rows(120)
+    assert cli(["delete", rows[0]["id"]], env) == 0
+    status = _status(env, capsys)
+    assert status["text_fields"] == ["title", "brand"] and status["operation"]["encoded"] == 0
+    assert status["index"]["kind"] == "hnsw" and status["index"]["ef_search"] == 200
+    assert cli(["ingest", str(catalog)], env) == 0  # a new ingest applies the settings again
+    status = _status(env, capsys)
+    assert status["index"]["kind"] == "flat" and status["text_fields"] != ["title", "brand"]
+
+
+def test_a_change_published_meanwhile_is_not_undone(catalog: Path, tmp_path: Path, env: dict[str, str],
+                                                    model_dir: Path) -> None:
+    from indexer.config import IndexerSettings
+    from indexer.ingest import Indexer
+    from search.config import Paths
+    from search.errors import SnapshotError
+
+    assert cli(["ingest", str(catalog)], env) == 0
+    paths = Paths(index_dir=Path(env["SEMSEARCH_INDEX_DIR"]), model_dir=model_dir)
+    slow = Indexer(paths, IndexerSettings())
+    base = slow._current(with_products=True)  # this command has read v1 ...
+    rows = _sample_rows(2)
+    assert cli(["upsert", str(_write_jsonl(tmp_path / "other.jsonl", [{**rows[0], "id": "meanwhile"}]))], env) == 0
+    with pytest.raises(SnapshotError, match="changed while this command ran"):  # ... v2 went live meanwhile
+        slow._publish("upsert", [*base.products, Product(id="late", title="Late Product")], base,
+                      source="test", bad=0, rows=1)
+    assert list_versions(Path(env["SEMSEARCH_INDEX_DIR"])) == [1, 2]
+
+
+def test_delete_or_rebuild_without_a_snapshot_is_refused(env: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli(["delete", "x"], env) == 1
+    assert cli(["rebuild", "--index-type", "flat"], env) == 1
+    assert "no snapshot" in capsys.readouterr().err
