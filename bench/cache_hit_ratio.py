@@ -331,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
     recovery = {n: results[f"L1+L2 {n} norm"]["restart"]["first_1000_hit"] / results[f"L1+L2 {n} norm"]["steady"]
                 for n in L1_ENTRIES}
     worst_gain, worst_recovery = min(gains, key=gains.get), min(recovery, key=recovery.get)
-    print(f"\nNormalization gain, L1+L2, by L1 entries: "
+    print("\nNormalization gain, L1+L2, by L1 entries: "
           + ", ".join(f"{n}: {g * 100:+.1f} pt" for n, g in gains.items()))
     checks = [
         ("normalization gain in overall hit ratio, L1+L2 (worst L1 size)",

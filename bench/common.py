@@ -8,6 +8,7 @@ import platform
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
 import numpy as np
@@ -100,3 +101,54 @@ def to_product(row: dict[str, Any]) -> Any:
         price=row.get("price"),
         attrs=row.get("attrs") or {},
     )
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A labeled retrieval set: documents, queries, graded qrels."""
+
+    name: str
+    fields: str  # what the document text is made of (part of the cache key)
+    doc_ids: list[str]
+    doc_texts: list[str]
+    queries: dict[str, str]
+    qrels: dict[str, dict[str, int]]
+    recall_min_grade: int
+
+
+def load_scifact(quick: bool) -> Dataset:
+    """SciFact dev: title + abstract, binary labels (--quick: 40 queries, their docs and 200 others)."""
+    import random
+
+    from search.evaluation import read_qrels, read_queries
+
+    rng = random.Random(11)
+    corpus = scifact_corpus()
+    queries = read_queries(SCIFACT / "queries_dev.tsv")
+    qrels = read_qrels(SCIFACT / "qrels_dev.tsv")
+    if quick:
+        qids = rng.sample(sorted(q for q in queries if q in qrels), 40)
+        keep = {d for q in qids for d in qrels[q]}
+        chosen = [d for d in corpus if d["doc_id"] in keep] + rng.sample(corpus, 200)
+        corpus = list({d["doc_id"]: d for d in chosen}.values())
+        queries = {q: queries[q] for q in qids}
+    return Dataset("scifact", "title. text", [d["doc_id"] for d in corpus],
+                   [f"{d['title']}. {d['text']}" for d in corpus], queries, qrels, recall_min_grade=1)
+
+
+def load_fashion(quick: bool) -> Dataset:
+    """Fashion dev: the default text fields, graded labels, recall over grade 2 (--quick: 2,000 products, 100 queries)."""
+    import random
+
+    from indexer.text import DEFAULT_FIELDS, compose_text
+    from search.evaluation import read_qrels, read_queries
+
+    rng = random.Random(13)
+    products = fashion_products()
+    queries = read_queries(FASHION / "queries_dev.tsv")
+    qrels = read_qrels(FASHION / "qrels_dev.tsv")
+    if quick:
+        products = rng.sample(products, 2000)
+        queries = {q: queries[q] for q in rng.sample(sorted(queries), 100)}
+    return Dataset("fashion", ",".join(DEFAULT_FIELDS), [str(p["id"]) for p in products],
+                   [compose_text(to_product(p), DEFAULT_FIELDS) for p in products], queries, qrels, recall_min_grade=2)

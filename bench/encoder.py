@@ -29,21 +29,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import (  # noqa: E402
     FASHION,
     MODEL_DIR,
-    SCIFACT,
+    Dataset,
     exact_top_k,
     fashion_products,
+    load_fashion,
+    load_scifact,
     machine,
     now,
     percentiles,
-    scifact_corpus,
     table,
-    to_product,
     wands_queries,
     write_json,
 )
-from indexer.text import DEFAULT_FIELDS, compose_text  # noqa: E402
 from search.encoder import OnnxEncoder  # noqa: E402
-from search.evaluation import evaluate, read_qrels, read_queries  # noqa: E402
+from search.evaluation import evaluate, read_queries  # noqa: E402
 from search.model_card import load_card  # noqa: E402
 
 BACKENDS = ("st-fp32", "ort-fp32", "ort-int8")
@@ -109,45 +108,21 @@ def throughput(encoder, texts: list[str]) -> float:
 
 
 def quality(encoders: dict, quick: bool) -> dict[str, dict[str, dict]]:
-    rng = random.Random(11)
-    out: dict[str, dict[str, dict]] = {}
-    # SciFact: title + abstract, binary labels.
-    corpus = scifact_corpus()
-    queries = read_queries(SCIFACT / "queries_dev.tsv")
-    qrels = read_qrels(SCIFACT / "qrels_dev.tsv")
-    if quick:
-        qids = rng.sample(sorted(q for q in queries if q in qrels), 40)
-        keep = {d for q in qids for d in qrels[q]}
-        corpus = [d for d in corpus if d["doc_id"] in keep] + rng.sample(corpus, 150)
-        corpus = list({d["doc_id"]: d for d in corpus}.values())
-        queries = {q: queries[q] for q in qids}
-    doc_ids = [d["doc_id"] for d in corpus]
-    doc_texts = [f"{d['title']}. {d['text']}" for d in corpus]
-    out["scifact"] = _evaluate_set(encoders, doc_ids, doc_texts, queries, qrels, min_grade=1)
-    # Fashion: the default text composition, graded labels; recall over grade 2.
-    products = fashion_products()
-    queries = read_queries(FASHION / "queries_dev.tsv")
-    qrels = read_qrels(FASHION / "qrels_dev.tsv")
-    if quick:
-        qids = rng.sample(sorted(queries), 40)
-        products = rng.sample(products, 1500)
-        queries = {q: queries[q] for q in qids}
-    doc_ids = [str(p["id"]) for p in products]
-    doc_texts = [compose_text(to_product(p), DEFAULT_FIELDS) for p in products]
-    out["fashion"] = _evaluate_set(encoders, doc_ids, doc_texts, queries, qrels, min_grade=2)
-    return out
+    """nDCG@10 / Recall@100 with exact search per encoder, on SciFact and the fashion catalog."""
+    return {data.name: _evaluate_set(encoders, data) for data in (load_scifact(quick), load_fashion(quick))}
 
 
-def _evaluate_set(encoders, doc_ids, doc_texts, queries, qrels, *, min_grade: int) -> dict[str, dict]:
+def _evaluate_set(encoders: dict, data: Dataset) -> dict[str, dict]:
     results = {}
-    qids = list(queries)
+    qids = list(data.queries)
     for name, encoder in encoders.items():
         started = time.perf_counter()
-        docs = encoder.encode(doc_texts)
+        docs = encoder.encode(data.doc_texts)
         encode_s = time.perf_counter() - started
-        top = exact_top_k(docs, encoder.encode([queries[q] for q in qids]), 100)
-        run = {q: [doc_ids[i] for i in row] for q, row in zip(qids, top)}
-        results[name] = {**evaluate(run, qrels, recall_min_grade=min_grade).to_dict(), "docs": len(doc_ids), "encode_s": round(encode_s, 1)}
+        top = exact_top_k(docs, encoder.encode([data.queries[q] for q in qids]), 100)
+        run = {q: [data.doc_ids[i] for i in row] for q, row in zip(qids, top)}
+        quality_ = evaluate(run, data.qrels, recall_min_grade=data.recall_min_grade)
+        results[name] = {**quality_.to_dict(), "docs": len(data.doc_ids), "encode_s": round(encode_s, 1)}
     return results
 
 

@@ -37,10 +37,8 @@ import argparse
 import hashlib
 import json
 import os
-import random
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -50,22 +48,19 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import (  # noqa: E402
-    FASHION,
     MODEL_DIR,
     REPO,
-    SCIFACT,
-    fashion_products,
+    Dataset,
+    load_fashion,
+    load_scifact,
     machine,
     now,
     percentiles,
-    scifact_corpus,
     table,
-    to_product,
     write_json,
 )
-from indexer.text import DEFAULT_FIELDS, compose_text  # noqa: E402
 from search.encoder import OnnxEncoder  # noqa: E402
-from search.evaluation import evaluate, read_qrels, read_queries  # noqa: E402
+from search.evaluation import evaluate  # noqa: E402
 from search.index import HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH, HNSW_M, IndexSpec, VectorIndex, build_index  # noqa: E402
 
 VARIANTS = ("fp32", "int8")
@@ -73,44 +68,6 @@ EF_SEARCH = (16, 32, 64, 128, 256)
 EF_SEARCH_QUICK = (16, 64, 256)
 CACHE = REPO / "var" / "bench" / "quality"
 WARMUP = 20
-
-
-@dataclass(frozen=True)
-class Dataset:
-    name: str
-    fields: str  # what the document text is made of (part of the cache key)
-    doc_ids: list[str]
-    doc_texts: list[str]
-    queries: dict[str, str]
-    qrels: dict[str, dict[str, int]]
-    recall_min_grade: int
-
-
-def load_scifact(quick: bool) -> Dataset:
-    rng = random.Random(11)
-    corpus = scifact_corpus()
-    queries = read_queries(SCIFACT / "queries_dev.tsv")
-    qrels = read_qrels(SCIFACT / "qrels_dev.tsv")
-    if quick:
-        qids = rng.sample(sorted(q for q in queries if q in qrels), 40)
-        keep = {d for q in qids for d in qrels[q]}
-        chosen = [d for d in corpus if d["doc_id"] in keep] + rng.sample(corpus, 200)
-        corpus = list({d["doc_id"]: d for d in chosen}.values())
-        queries = {q: queries[q] for q in qids}
-    return Dataset("scifact", "title. text", [d["doc_id"] for d in corpus],
-                   [f"{d['title']}. {d['text']}" for d in corpus], queries, qrels, recall_min_grade=1)
-
-
-def load_fashion(quick: bool) -> Dataset:
-    rng = random.Random(13)
-    products = fashion_products()
-    queries = read_queries(FASHION / "queries_dev.tsv")
-    qrels = read_qrels(FASHION / "qrels_dev.tsv")
-    if quick:
-        products = rng.sample(products, 2000)
-        queries = {q: queries[q] for q in rng.sample(sorted(queries), 100)}
-    return Dataset("fashion", ",".join(DEFAULT_FIELDS), [str(p["id"]) for p in products],
-                   [compose_text(to_product(p), DEFAULT_FIELDS) for p in products], queries, qrels, recall_min_grade=2)
 
 
 def cache_stem(data: Dataset, encoder: OnnxEncoder) -> Path:

@@ -30,7 +30,6 @@ from indexer.probes import probe_texts
 from search.encoder import OnnxEncoder
 from search.model_card import (
     CARD_FORMAT,
-    CARD_NAME,
     FP32_NAME,
     INT8_NAME,
     TOKENIZER_NAME,
