@@ -17,11 +17,12 @@ import pytest
 
 from indexer.cli import main as cli
 from indexer.snapshot_admin import verify
-from search.filters import Filters, split_category
+from search.filters import Filters
 from search.product import Product
 from search.model_card import CARD_NAME
 from search.snapshot import open_current
 from search.snapshot_dir import current_path, list_versions
+from tests.test_product_store import matches
 
 pytestmark = pytest.mark.model
 
@@ -198,12 +199,12 @@ def test_filtered_search_returns_exactly_top_k_matching(tmp_path: Path, env: dic
         products = snapshot.store.get_many(range(len(snapshot.store)))
         vectors = snapshot.index.reconstruct(np.arange(len(products)))
         query = _encoder_vector(env, "comfortable shoes for men")
-        matching = [i for i, p in enumerate(products) if _matches(p, filters)]
+        matching = [i for i, p in enumerate(products) if matches(p, filters)]
         assert len(matching) >= 10
         expected = sorted(matching, key=lambda i: -float(vectors[i] @ query[0]))[:10]
         hits = snapshot.search(query, 10, filters=filters)[0]
         assert len(hits) == 10
-        assert all(_matches(h.product, filters) for h in hits)
+        assert all(matches(h.product, filters) for h in hits)
         # Same scores rank by rank (products with identical text tie), and where
         # a score is unique, the same product.
         expected_scores = [float(vectors[i] @ query[0]) for i in expected]
@@ -212,18 +213,6 @@ def test_filtered_search_returns_exactly_top_k_matching(tmp_path: Path, env: dic
         assert [hits[j].product.id for j in unique] == [products[expected[j]].id for j in unique]
     finally:
         snapshot.close()
-
-
-def _matches(product, filters: Filters) -> bool:
-    if filters.category_prefix and split_category(product.category)[: len(filters.category_segments)] != filters.category_segments:
-        return False
-    if filters.brands and product.brand.strip().casefold() not in filters.brand_keys:
-        return False
-    if filters.price_min is not None and (product.price is None or product.price < filters.price_min):
-        return False
-    if filters.price_max is not None and (product.price is None or product.price > filters.price_max):
-        return False
-    return True
 
 
 @pytest.mark.slow
