@@ -234,7 +234,11 @@ def publish(
     _fsync_path(root)
     _swap_current(index_dir, version)
     log.info("published %s (parent %s)", target, parent)
-    _prune(index_dir, keep=keep, current=version)
+    try:
+        _prune(index_dir, keep=keep, current=version)
+    except OSError as err:
+        # The new snapshot is live: a failed clean-up must not report the publish as failed.
+        log.warning("published %s, but pruning old snapshots failed: %s", target, err)
     return target
 
 

@@ -377,3 +377,27 @@ def test_manifest_is_pretty_sorted_json(tmp_path: Path) -> None:
     snap = _publish(tmp_path, {"b": b"1", "a": b"2"}, count=2)
     text = (snap / MANIFEST).read_text()
     assert text == json.dumps(json.loads(text), indent=2, sort_keys=True) + "\n"
+
+
+def test_a_failed_prune_does_not_fail_the_publish(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                  caplog: pytest.LogCaptureFixture) -> None:
+    import indexer.snapshots as snapshots_module
+
+    for _ in range(2):
+        with staging(tmp_path) as stage:
+            (stage / "data.bin").write_bytes(b"x")
+            publish(tmp_path, stage, {}, keep=5)
+
+    real_rmtree = snapshots_module.shutil.rmtree
+
+    def refuse_pruning(path: object, *args: object, **kwargs: object) -> None:
+        if "pruned" in str(path):
+            raise PermissionError(13, "Permission denied")
+        real_rmtree(path, *args, **kwargs)
+
+    monkeypatch.setattr(snapshots_module.shutil, "rmtree", refuse_pruning)
+    with staging(tmp_path) as stage:
+        (stage / "data.bin").write_bytes(b"y")
+        publish(tmp_path, stage, {}, keep=1)
+    assert current_version(tmp_path) == 3
+    assert "pruning old snapshots failed" in caplog.text
