@@ -17,7 +17,7 @@ from typing import Callable, Iterator
 
 from search.errors import SnapshotError, Unavailable
 from search.snapshot import Snapshot, open_snapshot
-from search.snapshot_dir import current_path
+from search.snapshot_dir import current_path, read_manifest
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,9 @@ class SnapshotManager:
                 self._refuse(None, str(err))
                 return False
             live = self._current
-            if path is None or (live is not None and live.path == path) or path == self._refused:
+            if path is None or path == self._refused:
+                return False
+            if live is not None and live.path == path and not self._replaced(live):
                 return False
             try:
                 snapshot = self._opener(path, expected_fingerprint=self.fingerprint, verify=True)
@@ -78,6 +80,14 @@ class SnapshotManager:
                 snapshot.close()
                 return False
             self._swap(snapshot)
+            return True
+
+    @staticmethod
+    def _replaced(live: Snapshot) -> bool:
+        """True when the live snapshot's directory now holds another snapshot (index dir rebuilt from scratch)."""
+        try:
+            return read_manifest(live.path).get("created") != live.manifest.get("created")
+        except SnapshotError:
             return True
 
     def _refuse(self, path: Path | None, message: str) -> None:

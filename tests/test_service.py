@@ -311,3 +311,12 @@ def test_grpcurl_lists_and_calls_by_reflection(service: RunningService) -> None:
     )
     assert called.returncode == 0, called.stderr
     assert len(json.loads(called.stdout)["hits"]) == 2
+
+
+def test_an_index_dir_rebuilt_from_scratch_is_picked_up(service: RunningService, paths: Paths, tmp_path: Path) -> None:
+    shutil.rmtree(paths.index_dir)  # same path, new v1: versions restart
+    _ingest(paths.index_dir, paths.model_dir, _rows(300)[:25], tmp_path)
+    assert service.run(service.app.reload()) is True
+    with service.client() as client:
+        info = client.index_info()
+        assert (info.snapshot_version, info.product_count) == (1, 25)
