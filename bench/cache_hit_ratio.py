@@ -58,7 +58,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import FASHION, MODEL_DIR, REPO, machine, now, table, write_json  # noqa: E402
+from bench.common import FASHION, MODEL_DIR, REPO, machine, now, save_figure, table, write_json  # noqa: E402
 from search.cache import L1Cache, LayeredCache, embedding_key, entry_nbytes  # noqa: E402
 from search.encoder import OnnxEncoder  # noqa: E402
 from search.l2_cache import L2Cache  # noqa: E402
@@ -235,10 +235,7 @@ def plot(path: Path, results: dict[str, dict], ceilings: dict[str, float], entry
     ax.set_title("Embedding cache hit ratio on the Zipf query stream")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=7, loc="lower right")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -56,6 +56,7 @@ from bench.common import (  # noqa: E402
     machine,
     now,
     percentiles,
+    save_figure,
     table,
     write_json,
 )
@@ -182,10 +183,7 @@ def plot(path: Path, points: list[dict]) -> None:
         ax.grid(True, alpha=0.3, which="both")
         ax.legend(fontsize=7)
     fig.suptitle("Latency vs nDCG@10: encoder FP32/INT8 x HNSW efSearch / exact")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main(argv: list[str] | None = None) -> int:
