@@ -63,7 +63,9 @@ class Application:
         faiss.omp_set_num_threads(1)
         loop = asyncio.get_running_loop()
         self.encoder = await loop.run_in_executor(
-            None, lambda: OnnxEncoder(self.paths.model_dir, threads=s.encoder_threads, batch_size=s.batch_max_size)
+            None,
+            lambda: OnnxEncoder(self.paths.model_dir, threads=s.encoder_threads, batch_size=s.batch_max_size,
+                                spin_wait=s.encoder_spin_wait),
         )
         await loop.run_in_executor(None, self.encoder.encode, ["warm up the encoder", "t-shirt"])
         self.results = ResultCache(s.result_cache_bytes)

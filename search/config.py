@@ -133,6 +133,10 @@ class ServiceSettings:
     batch_max_queue: int = 1024
     max_in_flight: int = 256
     encoder_threads: int | None = None
+    # Off: onnxruntime's threads sleep between calls instead of spinning, which
+    # leaves the cores to the event loop. c=32 misses, 3 alternating runs:
+    # batching on 509 vs 491 QPS, batching off 368 vs 260; c=1 p50 unchanged.
+    encoder_spin_wait: bool = False
     search_threads: int = 2
     reload_interval_s: float = 2.0
     shutdown_grace_s: float = 5.0

@@ -48,7 +48,9 @@ class TokenBatch:
 class OnnxEncoder:
     """An exported model directory, loaded for inference.
 
-    Raises ModelLoadError (naming the path and the export command) when the
+    ``spin_wait=False`` stops onnxruntime's threads from busy-waiting between
+    calls (for a process that shares its cores with other work). Raises
+    ModelLoadError (naming the path and the export command) when the
     directory is missing, incomplete or corrupt.
     """
 
@@ -60,6 +62,7 @@ class OnnxEncoder:
         threads: int | None = None,
         batch_size: int = 32,
         verify: bool = True,
+        spin_wait: bool = True,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -67,7 +70,7 @@ class OnnxEncoder:
         self.variant = variant
         self.batch_size = batch_size
         self._tokenizer = self._load_tokenizer(self.card)
-        self._session = self._load_session(self.card, variant, threads)
+        self._session = self._load_session(self.card, variant, threads, spin_wait)
         self._input_names = [item.name for item in self._session.get_inputs()]
         self._counter: Tokenizer | None = None
 
@@ -86,7 +89,7 @@ class OnnxEncoder:
         return tokenizer
 
     @staticmethod
-    def _load_session(card: ModelCard, variant: str, threads: int | None) -> ort.InferenceSession:
+    def _load_session(card: ModelCard, variant: str, threads: int | None, spin_wait: bool) -> ort.InferenceSession:
         available = ort.get_available_providers()
         if _PROVIDER not in available:
             raise ModelLoadError(f"onnxruntime lacks {_PROVIDER}; available: {available}")
@@ -95,6 +98,11 @@ class OnnxEncoder:
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if not spin_wait:
+            # onnxruntime's worker threads busy-wait for the next op by default:
+            # the fastest lone call, but a core burned that a server's event
+            # loop needs between calls (bench/RESULTS.md, service section).
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         path = card.model_file(variant)
         try:
             return ort.InferenceSession(str(path), options, providers=[_PROVIDER])

@@ -82,6 +82,12 @@ def test_order_is_kept_across_length_sorted_batches(model_dir: Path) -> None:
     np.testing.assert_allclose(small_batches.encode(texts), expected, atol=1e-5)
 
 
+def test_spin_wait_off_changes_scheduling_not_vectors(model_dir: Path, encoder: OnnxEncoder) -> None:
+    sleeping = OnnxEncoder(model_dir, spin_wait=False)
+    texts = TEXTS + ["t-shirt"]
+    np.testing.assert_array_equal(sleeping.encode(texts), encoder.encode(texts))
+
+
 @pytest.mark.parametrize(
     "text",
     ["", "   \t\n ", "日本語の商品説明", "кроссовки красные", "حذاء رياضي", "👟🔥 sneakers 💯", "\x00\x01control"],
