@@ -132,6 +132,9 @@ class ServiceSettings:
     batch_max_wait_ms: float = 0.0
     batch_max_queue: int = 1024
     max_in_flight: int = 256
+    # Calls read off the wire but not yet taken by the event loop (a saturated
+    # loop takes them slower than they arrive); beyond it gRPC refuses at once.
+    max_pending_calls: int = 64
     encoder_threads: int | None = None
     # Off: onnxruntime's threads sleep between calls instead of spinning, which
     # leaves the cores to the event loop. c=32 misses, 3 alternating runs:
@@ -178,7 +181,7 @@ class ServiceSettings:
         if self.max_results < self.max_top_k:
             raise ValueError("max_results must be >= max_top_k")
         for name in ("max_query_chars", "max_batch_queries", "batch_max_size", "batch_max_queue", "max_in_flight",
-                     "search_threads", "max_receive_bytes"):
+                     "max_pending_calls", "search_threads", "max_receive_bytes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.metrics_listen is not None:

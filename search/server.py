@@ -284,10 +284,11 @@ def create_server(
     (``observer`` gets their latency; logging follows the service's
     ``slow_query_ms`` and ``log_queries``). Raises RuntimeError when the
     address cannot be bound. With ``credentials`` the port speaks TLS; with
-    ``tokens`` every RPC but health needs a bearer token. gRPC itself refuses
-    RPCs past ``max_in_flight`` plus a little headroom (health, reflection)
-    before they reach Python: when the event loop is the bottleneck, shedding
-    in a handler would come too late.
+    ``tokens`` every RPC but health needs a bearer token. No
+    ``maximum_concurrent_rpcs``: grpc.aio does not refuse calls past it, it
+    stops taking them, so they would queue unseen in the transport. Shedding
+    is ``SearchService.admit`` (RESOURCE_EXHAUSTED) while the event loop keeps
+    up, and the transport's bounded pending queue when it does not.
     """
     s = service.settings
     telemetry = TelemetryInterceptor(observer=observer, slow_query_ms=s.slow_query_ms, log_queries=s.log_queries)
@@ -296,10 +297,15 @@ def create_server(
         interceptors.append(TokenAuthInterceptor(tokens))
     server = grpc.aio.server(
         interceptors=interceptors,
-        maximum_concurrent_rpcs=s.max_in_flight + _RPC_HEADROOM,
         options=[
             ("grpc.max_receive_message_length", max_receive_bytes),
             ("grpc.so_reuseport", 0),
+            # Calls the transport has read but the event loop has not taken
+            # yet: past the soft bound some, past twice it all new ones are
+            # refused at once (CANCELLED, by gRPC itself) instead of queueing
+            # unseen while the loop is saturated.
+            ("grpc.server.max_pending_requests", s.max_pending_calls),
+            ("grpc.server.max_pending_requests_hard_limit", 2 * s.max_pending_calls),
         ]
     )
     search_pb2_grpc.add_SearchServiceServicer_to_server(SearchServicer(service), server)
@@ -313,7 +319,6 @@ def create_server(
     return server, port, health_servicer
 
 
-_RPC_HEADROOM = 16
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 SERVING = health_pb2.HealthCheckResponse.SERVING
 

@@ -22,6 +22,7 @@ from search.config import Paths, ServiceSettings
 from search.encoder import OnnxEncoder
 from search.model_card import CARD_NAME
 from search.proto import search_pb2
+from search.service import SearchService
 from tests.harness import RunningService
 
 pytestmark = pytest.mark.model
@@ -293,6 +294,45 @@ def test_back_pressure_answers_resource_exhausted_at_once(paths: Paths, monkeypa
             assert time.monotonic() - started < 5
             gate.set()
             assert all(len(f.result(30).hits) == 10 for f in slow)
+
+
+def test_calls_beyond_the_pending_bound_are_refused_at_once_while_the_loop_is_stalled(
+    paths: Paths, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A saturated event loop takes calls off the transport slower than they
+    # arrive; they must not queue unseen. Stall the loop for 3 s outright.
+    real_validate = SearchService.validate
+
+    def stalling(self, query):
+        if query.text == "stall the loop":
+            time.sleep(3)
+        return real_validate(self, query)
+
+    monkeypatch.setattr(SearchService, "validate", stalling)
+    with RunningService(paths, ServiceSettings(max_pending_calls=4)) as running:
+        with running.client() as warm:
+            warm.search("kurta", top_k=3)  # encoder and caches warm, so only the stall is slow
+        outcomes: list[tuple[str, float]] = []
+
+        def call(text: str) -> None:
+            started = time.monotonic()
+            try:
+                with running.client() as client:
+                    client.search(text, top_k=3, timeout=30)
+                outcomes.append(("OK", time.monotonic() - started))
+            except grpc.RpcError as err:
+                outcomes.append((err.code().name, time.monotonic() - started))
+
+        with ThreadPoolExecutor(41) as pool:
+            pool.submit(call, "stall the loop")
+            time.sleep(0.5)
+            list(pool.map(call, ["kurta"] * 40))
+        refused = [seconds for code, seconds in outcomes if code == "CANCELLED"]
+        assert len(refused) >= 20, outcomes
+        assert max(refused) < 2.0, outcomes  # answered while the loop was still stalled
+        assert {code for code, _ in outcomes} <= {"OK", "CANCELLED"}
+        with running.client() as client:
+            assert client.health() == "SERVING" and len(client.search("kurta", top_k=3).hits) == 3
 
 
 def test_deadline_exceeded(service: RunningService) -> None:
