@@ -132,17 +132,24 @@ class OnnxEncoder:
         )
 
     def token_stats(self, texts: Sequence[str]) -> list[tuple[int, int]]:
-        """(tokens, unknown tokens) per text, special tokens excluded, before truncation."""
+        """(tokens, unknown tokens) per text, special tokens excluded, before truncation.
+
+        One ``encode`` per text, not ``encode_batch``: the batch call releases
+        the GIL, and an event-loop thread that releases the GIL waits up to the
+        switch interval (5 ms) to get it back while any other thread runs
+        (measured: 5,205 vs 18 us per call beside one busy thread).
+        """
         if self._counter is None:
             # A copy without padding or truncation: counting must see the whole text.
             self._counter = Tokenizer.from_str(self._tokenizer.to_str())
             self._counter.no_padding()
             self._counter.no_truncation()
         unknown_id = self._counter.token_to_id("[UNK]")
-        return [
-            (len(e.ids), sum(1 for i in e.ids if i == unknown_id))
-            for e in self._counter.encode_batch(list(texts), add_special_tokens=False)
-        ]
+        stats = []
+        for text in texts:
+            ids = self._counter.encode(text, add_special_tokens=False).ids
+            stats.append((len(ids), sum(1 for i in ids if i == unknown_id)))
+        return stats
 
     def run(self, batch: TokenBatch) -> np.ndarray:
         """Token embeddings, (n, longest, dimension) float32."""

@@ -155,12 +155,21 @@ class SearchService:
     async def _embedding(self, normalized: str, deadline: float | None, timings: dict[str, float]) -> tuple[np.ndarray, str]:
         key = embedding_key(self.encoder.fingerprint, NORMALIZATION_VERSION, normalized)
         mark = time.perf_counter()
-        vector, tier = self.embeddings.get(key)
-        lookup_ms = (time.perf_counter() - mark) * 1000
-        # The lookup tried L1, and L2 unless L1 answered.
-        timings["l1" if tier == "l1" else "l2"] = lookup_ms
+        vector = self.embeddings.get_l1(key)
         if vector is not None:
-            return vector, L1 if tier == "l1" else L2
+            timings["l1"] = (time.perf_counter() - mark) * 1000
+            return vector, L1
+        # L2 is a disk read: on a worker thread, so the event loop keeps taking calls.
+        vector, _ = await asyncio.get_running_loop().run_in_executor(self._executor, self.embeddings.get_below_l1, key)
+        timings["l2"] = (time.perf_counter() - mark) * 1000
+        if vector is not None:
+            return vector, L2
+        # While L2 was read, another request may have encoded this text: its
+        # vector is in L1 now (the batcher caches before it wakes waiters), or
+        # it is still encoding and the batcher coalesces. Look again, so that
+        # concurrent identical misses still cost one encode.
+        if (vector := self.embeddings.get_l1(key)) is not None:
+            return vector, L1
         mark = time.perf_counter()
         embedded = await self.batcher.embed(key, normalized, deadline=deadline)
         timings["encode"] = (time.perf_counter() - mark) * 1000
@@ -173,16 +182,18 @@ class SearchService:
     ) -> tuple[Hit, ...]:
         if deadline is not None and time.monotonic() >= deadline:
             raise DeadlineExceeded("deadline passed before the index search")
-        loop = asyncio.get_running_loop()
         mark = time.perf_counter()
-        scores, ids = await loop.run_in_executor(
-            self._executor,
-            lambda: snapshot.find(vector[None, :], top_k, filters=query.filters, offset=query.offset),
-        )
-        timings["search"] = (time.perf_counter() - mark) * 1000
-        mark = time.perf_counter()
-        hits = tuple(snapshot.hydrate(scores[0], ids[0])) if ids.shape[1] else ()
-        timings["hydrate"] = (time.perf_counter() - mark) * 1000
+
+        def find_and_hydrate() -> tuple[tuple[Hit, ...], float, float]:
+            # One worker-thread hop for both: the store read is SQLite, kept off the event loop.
+            scores, ids = snapshot.find(vector[None, :], top_k, filters=query.filters, offset=query.offset)
+            found = time.perf_counter()
+            hits = tuple(snapshot.hydrate(scores[0], ids[0])) if ids.shape[1] else ()
+            return hits, found, time.perf_counter()
+
+        hits, found, hydrated = await asyncio.get_running_loop().run_in_executor(self._executor, find_and_hydrate)
+        timings["search"] = (found - mark) * 1000
+        timings["hydrate"] = (hydrated - found) * 1000
         return hits
 
     def _observe_drift(self, normalized: str, hits: tuple[Hit, ...]) -> None:

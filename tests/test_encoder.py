@@ -82,6 +82,15 @@ def test_order_is_kept_across_length_sorted_batches(model_dir: Path) -> None:
     np.testing.assert_allclose(small_batches.encode(texts), expected, atol=1e-5)
 
 
+def test_token_stats_count_the_whole_text_without_special_tokens(encoder: OnnxEncoder) -> None:
+    texts = ["red t-shirt", "☃☃ kurta", "word " * 300]
+    stats = encoder.token_stats(texts)
+    short = encoder.tokenize(texts[:1]).attention_mask.sum() - 2  # [CLS] and [SEP]
+    assert stats[0] == (short, 0)
+    assert stats[1][1] >= 1  # the snowmen are unknown to the vocabulary
+    assert stats[2] == (300, 0)  # not cut at the model's 256-token limit
+
+
 def test_spin_wait_off_changes_scheduling_not_vectors(model_dir: Path, encoder: OnnxEncoder) -> None:
     sleeping = OnnxEncoder(model_dir, spin_wait=False)
     texts = TEXTS + ["t-shirt"]
