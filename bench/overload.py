@@ -8,9 +8,9 @@ HTTP/2 in C; needs `node`): a Python generator on the same two cores spends
 more CPU per request than the server's cheap paths and saturates the machine
 itself (the first version of this benchmark measured its own generators).
 1. Capacity: closed-loop load of never-seen queries (every one a cache miss,
-   the expensive path) at concurrency 32 for 5 s (QPS).
+   the expensive path) at concurrency 32 for 5 s (--quick: 3 s; QPS).
 2. Overload: open-loop load of new never-seen queries at 3x that rate for 30 s
-   (--quick: 10 s). Admitted requests must keep a bounded p99 (<= 1 s); the
+   (--quick: 8 s). Admitted requests must keep a bounded p99 (<= 1 s); the
    excess must be refused at once rather than queued: by the service
    (RESOURCE_EXHAUSTED, past max_in_flight) or, when the event loop cannot
    take calls as fast as they arrive, by gRPC's bounded pending-call queue
@@ -19,9 +19,9 @@ itself (the first version of this benchmark measured its own generators).
    <= 1.5x its RSS before the load); after the load stops, a probe query must
    answer within 1 s. The generator's own send lag and CPU are reported: it
    must not be the bottleneck.
-3. Soak: 10 minutes (--quick: 40 s) of mixed closed-loop traffic (Zipf stream
+3. Soak: 10 minutes (--quick: 30 s) of mixed closed-loop traffic (Zipf stream
    plus never-seen queries, bench/loadgen.py) with a catalog upsert every
-   minute (--quick: every 10 s) that the service hot-swaps. Zero failed
+   minute (--quick: every 8 s) that the service hot-swaps. Zero failed
    requests outside shedding; RSS growth from the second minute (caches full
    by then) to the last under 5%.
 Server: `semsearch serve` with max_in_flight 64 over the fashion index
@@ -89,14 +89,14 @@ def recovery_seconds(target: str, limit: float = 10.0) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="sample index, 10 s overload, 40 s soak")
+    parser.add_argument("--quick", action="store_true", help="sample index, 8 s overload, 30 s soak")
     parser.add_argument("--json", metavar="PATH", help="write the figures as JSON")
     parser.add_argument("--overload-seconds", type=float)
     parser.add_argument("--soak-seconds", type=float)
     args = parser.parse_args(argv)
-    overload_s = args.overload_seconds or (10.0 if args.quick else 30.0)
-    soak_s = args.soak_seconds or (40.0 if args.quick else 600.0)
-    reload_every = 10.0 if args.quick else 60.0
+    overload_s = args.overload_seconds or (8.0 if args.quick else 30.0)
+    soak_s = args.soak_seconds or (30.0 if args.quick else 600.0)
+    reload_every = 8.0 if args.quick else 60.0
     root = REPO / "var" / "bench"
     root.mkdir(parents=True, exist_ok=True)
     base_index = ensure_index(args.quick, root)
@@ -124,7 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with SearchClient(server.target) as client:
             base_version = client.index_info().snapshot_version
-        capacity = node_load(server.target, unseen_frames("capacity", 20000), 5.0, concurrency=32, warmup=100)["qps"]
+        capacity = node_load(server.target, unseen_frames("capacity", 20000), 3.0 if args.quick else 5.0, concurrency=32,
+                             warmup=100)["qps"]
         before = max(rss.between(0, time.monotonic()) or [server and psutil.Process(server.process.pid).memory_info().rss])
         started = time.monotonic()
         overload = node_load(server.target, unseen_frames("over", int(3 * capacity * overload_s) + 1000), overload_s,
