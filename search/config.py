@@ -138,7 +138,8 @@ class ServiceSettings:
     encoder_threads: int | None = None
     # Off: onnxruntime's threads sleep between calls instead of spinning, which
     # leaves the cores to the event loop. c=32 misses, 3 alternating runs:
-    # batching on 509 vs 491 QPS, batching off 368 vs 260; c=1 p50 unchanged.
+    # batching on 509 vs 491 QPS, batching off 368 vs 260; a lone miss pays
+    # ~0.5 ms for waking them (c=1 p50 4.2 vs 3.7 ms). bench/RESULTS.md.
     encoder_spin_wait: bool = False
     search_threads: int = 2
     reload_interval_s: float = 2.0
