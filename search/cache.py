@@ -291,7 +291,7 @@ class LayeredCache:
     Keys are content-addressed (model fingerprint + normalized text), so that
     older vector is the same model's encoding of the same text. A ``get``
     racing a ``put`` of the same key on another thread may promote the older
-    value; that older value is the same text's vector (content-addressed keys).
+    value; the service calls both from its event-loop thread.
     """
 
     def __init__(self, l1: Tier | None, l2: Tier | None, *, l2_writer: BackgroundWriter | None = None) -> None:
@@ -305,21 +305,8 @@ class LayeredCache:
 
     def get(self, key: str) -> tuple[np.ndarray | None, TierName]:
         """The vector for ``key`` and the tier that answered (``"miss"`` with None)."""
-        vector = self.get_l1(key)
-        return (vector, "l1") if vector is not None else self.get_below_l1(key)
-
-    def get_l1(self, key: str) -> np.ndarray | None:
-        """L1 alone (a dictionary lookup): the vector, or None without counting a miss.
-
-        On None, ``get_below_l1`` finishes the lookup -- on a worker thread if
-        the caller must not wait for a disk read.
-        """
         if self._l1 is not None and (vector := self._l1.get(key)) is not None:
-            return self._count(vector, "l1")[0]
-        return None
-
-    def get_below_l1(self, key: str) -> tuple[np.ndarray | None, TierName]:
-        """Writes still queued for L2, then L2; a hit is promoted to L1. Thread-safe."""
+            return self._count(vector, "l1")
         vector = self._writer.pending(key) if self._writer is not None else None
         if vector is None and self._l2 is not None:
             vector = self._l2.get(key)

@@ -155,21 +155,14 @@ class SearchService:
     async def _embedding(self, normalized: str, deadline: float | None, timings: dict[str, float]) -> tuple[np.ndarray, str]:
         key = embedding_key(self.encoder.fingerprint, NORMALIZATION_VERSION, normalized)
         mark = time.perf_counter()
-        vector = self.embeddings.get_l1(key)
+        # On the event loop, L2 included: a read of a few hundred microseconds
+        # costs less than a worker-thread hop, whose wait for the busy loop
+        # doubled the Zipf stream's p99 at c=32 (131-144 vs 64-65 ms; bench/RESULTS.md).
+        vector, tier = self.embeddings.get(key)
+        # The lookup tried L1, and L2 unless L1 answered.
+        timings["l1" if tier == "l1" else "l2"] = (time.perf_counter() - mark) * 1000
         if vector is not None:
-            timings["l1"] = (time.perf_counter() - mark) * 1000
-            return vector, L1
-        # L2 is a disk read: on a worker thread, so the event loop keeps taking calls.
-        vector, _ = await asyncio.get_running_loop().run_in_executor(self._executor, self.embeddings.get_below_l1, key)
-        timings["l2"] = (time.perf_counter() - mark) * 1000
-        if vector is not None:
-            return vector, L2
-        # While L2 was read, another request may have encoded this text: its
-        # vector is in L1 now (the batcher caches before it wakes waiters), or
-        # it is still encoding and the batcher coalesces. Look again, so that
-        # concurrent identical misses still cost one encode.
-        if (vector := self.embeddings.get_l1(key)) is not None:
-            return vector, L1
+            return vector, L1 if tier == "l1" else L2
         mark = time.perf_counter()
         embedded = await self.batcher.embed(key, normalized, deadline=deadline)
         timings["encode"] = (time.perf_counter() - mark) * 1000

@@ -594,20 +594,6 @@ def test_layered_promotes_l2_hits_and_reports_the_tier(tmp_path: Path) -> None:
     assert l2.get("a") is None
 
 
-def test_layered_lookup_split_in_two_counts_each_answer_once(tmp_path: Path) -> None:
-    l2 = L2Cache(tmp_path / "l2", MIN_L2_BYTES, dimension=DIM)
-    l2.put("a", vec(1))
-    layered = LayeredCache(L1Cache(1 << 20), l2)
-    assert layered.get_l1("a") is None  # not counted: the caller goes on below L1
-    value, tier = layered.get_below_l1("a")
-    assert same(value, vec(1)) and tier == "l2"
-    assert same(layered.get_l1("a"), vec(1))  # promoted
-    assert layered.get_l1("b") is None and layered.get_below_l1("b") == (None, "miss")
-    stats = layered.stats()
-    assert (stats.hits_l1, stats.hits_l2, stats.misses) == (1, 1, 1)
-    layered.close()
-
-
 def test_layered_without_tiers_always_misses() -> None:
     layered = LayeredCache(None, None)
     layered.put("a", vec(1))

@@ -103,8 +103,7 @@ def test_fifty_identical_new_queries_cost_one_encode(service: RunningService) ->
     tiers = _parallel(50, call)
     assert service.app.batcher.stats.items_encoded - before == 1
     assert tiers.count(TIER.Value("ENCODER")) == 1
-    # Late arrivals find the one encoding's vector in L1, or in the L2 write queue ("L2").
-    assert set(tiers) <= {TIER.Value(t) for t in ("ENCODER", "COALESCED", "L1", "L2", "RESULT_CACHE")}
+    assert set(tiers) <= {TIER.Value(t) for t in ("ENCODER", "COALESCED", "L1", "RESULT_CACHE")}
 
 
 def test_concurrent_distinct_misses_are_batched(service: RunningService) -> None:
